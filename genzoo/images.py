@@ -1,0 +1,60 @@
+"""Turning image tensors in [0, 1] into files people look at: grids (PNG), folders, arrays (NPZ)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) float in [0, 1] -> (N, H, W, C) uint8."""
+    return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """Tile (N, C, H, W) images in [0, 1] into one (rows*(H+pad)+pad, ..., C) uint8 array."""
+    arr = to_uint8(images)
+    n, h, w, c = arr.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, np.uint8)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = arr[i]
+    if scale > 1:
+        grid = grid.repeat(scale, 0).repeat(scale, 1)
+    return grid
+
+
+def _pil(arr: np.ndarray) -> Image.Image:
+    return Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 2) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _pil(make_grid(images, nrow=nrow, scale=scale)).save(path)
+    return path
+
+
+def save_images(images: torch.Tensor, out: str | Path, labels: torch.Tensor | None = None) -> Path:
+    """Write samples by the output's kind: a .png grid, a .npz array (uint8 NHWC + labels), or a folder of PNGs."""
+    out = Path(out)
+    if out.suffix.lower() == ".png":
+        return save_grid(images, out)
+    if out.suffix.lower() == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"images": to_uint8(images)}
+        if labels is not None:
+            arrays["labels"] = labels.cpu().numpy()
+        np.savez(out, **arrays)
+        return out
+    if out.suffix:
+        raise ValueError(f"cannot write samples to {out}: use a .png grid, a .npz file or a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for i, arr in enumerate(to_uint8(images)):
+        _pil(arr).save(out / f"{i:05d}.png")
+    return out

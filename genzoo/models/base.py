@@ -1,0 +1,52 @@
+"""The contract every genzoo model meets, so that one trainer, one checkpoint format and one
+evaluation serve all families.
+
+A model is an ``nn.Module`` built from one config dataclass (``Config``) and must provide
+  loss(batch, phase) -> dict   key "loss" is what that phase's optimiser steps on; other keys are
+                               logged. ``batch`` is {"x": (B, C, H, W) float in [0, 1], "y": (B,) int64}.
+  sample(n, labels=None, generator=None) -> (n, C, H, W) float in [0, 1]
+and may provide the capabilities it really has: ``log_prob(x, ...)`` (nats per image),
+``encode``/``decode``, class conditioning (``num_classes`` > 0 in its config).
+
+``phases`` names the optimisers, stepped in this order once per training step (a VAE has one,
+a GAN has "discriminator" then "generator"); ``phase_parameters(phase)`` says what each steps.
+``forward`` is ``loss`` so that DistributedDataParallel sees the computation.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+
+class GenerativeModel(nn.Module):
+    Config: type = None          # the model's config dataclass
+    phases: tuple[str, ...] = ("model",)
+    # training-config defaults that suit this model (lr, betas, batch size); the user's --set wins
+    train_defaults: dict = {}
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def phase_parameters(self, phase: str):
+        return list(self.parameters())
+
+    def forward(self, batch: dict, phase: str = "model") -> dict:
+        return self.loss(batch, phase)
+
+    def loss(self, batch: dict, phase: str = "model") -> dict:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)

@@ -1,0 +1,363 @@
+"""One model-agnostic training loop for every genzoo model.
+
+Each step draws one global batch from uint8 data held in memory, then steps each of the model's
+phases (one Adam per phase) on the loss the model returns; the trainer knows nothing of VAEs or
+GANs. Under torchrun every rank draws the same global batch and trains on its 1/world share, so
+N processes compute the same update as one process with the same global batch.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .data import load_split
+from .errors import GenzooError
+from .images import save_grid
+from .models import build_model
+from .plots import plot_curves
+
+
+class BatchSampler:
+    """Indices of a shuffled epoch at a time from a seeded generator; its state resumes exactly."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if batch_size > n:
+            raise GenzooError(f"batch_size {batch_size} is larger than the data set ({n} images).")
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.perm = torch.randperm(n, generator=self.generator)
+        self.cursor = 0
+
+    def next(self) -> torch.Tensor:
+        if self.cursor + self.batch_size > self.n:   # drop the ragged end of the epoch
+            self.perm = torch.randperm(self.n, generator=self.generator)
+            self.cursor = 0
+        idx = self.perm[self.cursor:self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "perm": self.perm, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.perm, self.cursor = state["perm"], int(state["cursor"])
+
+
+@dataclasses.dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world == 1:
+        return Dist(device=device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank=dist.get_rank(), world=dist.get_world_size(), device=device)
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    ema_p = [p for p in ema.parameters()]
+    torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag the loop checks, so the run saves a checkpoint and exits cleanly."""
+
+    def __init__(self):
+        self.signal = None
+        self._old = {}
+
+    def __enter__(self):
+        if hasattr(signal, "SIGTERM") and _in_main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:          # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _in_main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: TrainConfig, *,
+          resume: bool = False, progress: bool = True) -> dict:
+    """Train ``model_name`` on ``data_name`` into ``run_dir``; returns a summary dict.
+
+    The run folder must already be chosen by the caller (the CLI refuses to overwrite one);
+    with ``resume`` the model, EMA, optimisers, RNG and data order continue from trainer_state.pt.
+    """
+    run_dir = Path(run_dir)
+    dd = setup_distributed()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    if cfg.batch_size % dd.world:
+        raise GenzooError(f"batch_size {cfg.batch_size} does not split evenly over {dd.world} processes.")
+
+    data = load_split(data_name, "train")
+    images, labels = data.images, data.labels         # uint8 (N, C, H, W), int64 (N,), stay on CPU
+    if dd.device.type == "cuda":
+        images, labels = images.to(dd.device), labels.to(dd.device)
+
+    torch.manual_seed(cfg.seed)                       # same init on every rank
+    model = build_model(model_name, model_cfg).to(dd.device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+    optimizers = {ph: torch.optim.Adam(model.phase_parameters(ph), lr=cfg.lr, betas=cfg.adam_betas,
+                                       weight_decay=cfg.weight_decay) for ph in model.phases}
+    sampler = BatchSampler(len(images), cfg.batch_size, cfg.seed)
+    torch.manual_seed(cfg.seed * 7919 + 1 + dd.rank)   # model noise: its own stream per rank
+    step = 0
+    if resume:
+        state = ckpt.load_trainer_state(run_dir)
+        model.load_state_dict(ckpt.load_weights(run_dir / ckpt.MODEL))
+        if ema is not None:
+            ema.load_state_dict(ckpt.load_weights(run_dir / ckpt.EMA))
+        for ph, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][ph])
+        sampler.load_state_dict(state["sampler"])
+        if state.get("world", 1) != dd.world:
+            raise GenzooError(f"{run_dir} was trained with {state.get('world', 1)} processes; resume it "
+                              f"with the same number (got {dd.world}).")
+        torch.set_rng_state(state["torch_rng"][dd.rank])
+        step = int(state["step"])
+        if step >= cfg.steps:
+            raise GenzooError(f"{run_dir} is already at step {step} of {cfg.steps}; pass --steps with a "
+                              "larger number to train further.")
+    elif dd.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_config(run_dir, {"model_name": model_name, "data": data_name,
+                                    "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(cfg)})
+
+    net = model
+    if dd.world > 1:
+        # GAN phases leave the other network's parameters out of the graph
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=len(model.phases) > 1)
+
+    writer = None
+    if dd.main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step if resume else None)
+        if resume:   # drop log lines past the checkpoint, so the file reads as one run
+            _truncate_metrics(run_dir / "metrics.jsonl", step)
+    metrics_file = open(run_dir / "metrics.jsonl", "a") if dd.main else None
+
+    def all_gather_rng() -> list[torch.Tensor]:
+        mine = torch.get_rng_state()
+        if dd.world == 1:
+            return [mine]
+        out = [None] * dd.world
+        dist.all_gather_object(out, mine)
+        return out
+
+    def save(at_step: int) -> None:
+        rngs = all_gather_rng()
+        if not dd.main:
+            return
+        ckpt.save_weights(run_dir, model, ema, at_step)
+        ckpt.save_trainer_state(run_dir, {
+            "step": at_step, "world": dd.world, "sampler": sampler.state_dict(), "torch_rng": rngs,
+            "optimizers": {ph: opt.state_dict() for ph, opt in optimizers.items()}})
+
+    sample_gen_seed = cfg.seed + 12345
+
+    def sample_grid(at_step: int) -> Path | None:
+        if not dd.main:
+            return None
+        net_s = ema if ema is not None else model
+        was_training = net_s.training
+        net_s.eval()
+        x = net_s.sample(cfg.sample_grid_n, generator=torch.Generator(dd.device).manual_seed(sample_gen_seed))
+        net_s.train(was_training)
+        path = save_grid(x, run_dir / "samples" / f"step_{at_step:07d}.png")
+        save_grid(x, run_dir / "samples.png")
+        return path
+
+    autocast = (torch.autocast(dd.device.type, dtype=torch.bfloat16) if cfg.bf16
+                else contextlib.nullcontext())
+    multi = len(model.phases) > 1
+    sums: dict[str, torch.Tensor] = {}
+    n_acc = 0
+    t_log, step_log = time.perf_counter(), step
+    t_start, warm_step, t_warm = time.perf_counter(), None, None
+    last_saved = step if resume else None
+    summary = {"run_dir": str(run_dir), "status": "running"}
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and dd.main), desc=f"{model_name}",
+               unit="step", dynamic_ncols=True, mininterval=1.0)
+
+    def accumulated_finite() -> bool:
+        if not sums:
+            return True
+        ok = torch.isfinite(torch.stack(list(sums.values()))).all()
+        return bool(ok)
+
+    with _StopFlag() as stop:
+        model.train()
+        while step < cfg.steps:
+            idx = sampler.next()
+            if dd.world > 1:
+                idx = idx[dd.rank::dd.world]
+            x = images[idx].float().div_(255).to(dd.device, non_blocking=True)    # (b, C, H, W) in [0, 1]
+            batch = {"x": x, "y": labels[idx].to(dd.device)}
+            for phase in model.phases:
+                opt = optimizers[phase]
+                opt.zero_grad(set_to_none=True)
+                with autocast:
+                    out = net(batch, phase=phase)
+                out["loss"].backward()
+                if cfg.grad_clip_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(model.phase_parameters(phase), cfg.grad_clip_norm)
+                opt.step()
+                for k, v in out.items():
+                    key = f"{phase}/{k}" if multi else k
+                    v = v.detach().float()
+                    sums[key] = sums[key] + v if key in sums else v
+            n_acc += 1
+            if ema is not None:
+                ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+            step += 1
+            bar.update(1)
+
+            stop_now = stop.signal is not None
+            if dd.world > 1:     # every rank must leave the loop at the same step
+                flag = torch.tensor([float(stop_now)], device=dd.device)
+                dist.all_reduce(flag)
+                stop_now = flag.item() > 0
+            is_last = step == cfg.steps
+            do_ckpt = is_last or stop_now or (cfg.ckpt_every_steps > 0 and step % cfg.ckpt_every_steps == 0)
+
+            if step % cfg.log_every_steps == 0 or is_last or stop_now or do_ckpt:
+                keys = sorted(sums)
+                vec = torch.stack([sums[k] for k in keys]) / n_acc
+                if dd.world > 1:
+                    dist.all_reduce(vec)
+                    vec /= dd.world
+                values = dict(zip(keys, vec.tolist()))
+                if not all(math.isfinite(v) for v in values.values()):
+                    bad = [k for k, v in values.items() if not math.isfinite(v)]
+                    kept = f"the last good checkpoint (step {last_saved}) is kept in {run_dir}" \
+                        if last_saved is not None else "no checkpoint had been written yet"
+                    bar.close()
+                    net = None
+                    _shutdown(dd)
+                    raise GenzooError(
+                        f"Training stopped: {', '.join(bad)} became non-finite between steps "
+                        f"{step - n_acc + 1} and {step}; {kept}. Try a lower lr, grad_clip_norm, or bf16=false.")
+                now = time.perf_counter()
+                img_s = (step - step_log) * cfg.batch_size / max(now - t_log, 1e-9)
+                if warm_step is None:       # the first interval holds warm-up; throughput counts after it
+                    warm_step, t_warm = step, now
+                t_log, step_log = now, step
+                sums, n_acc = {}, 0
+                if dd.main:
+                    row = {"step": step, **values, "img_per_s": img_s}
+                    metrics_file.write(json.dumps(row) + "\n")
+                    metrics_file.flush()
+                    for k, v in row.items():
+                        if k != "step":
+                            writer.add_scalar(k, v, step)
+                    bar.set_postfix({k.split("/")[0][:4] + "/" + k.split("/")[-1] if "/" in k else k: _fmt(v)
+                                     for k, v in values.items() if k.endswith("loss")} | {"img/s": f"{img_s:.0f}"},
+                                    refresh=False)
+            if cfg.sample_every_steps > 0 and step % cfg.sample_every_steps == 0 and not is_last:
+                sample_grid(step)
+            if do_ckpt:
+                save(step)
+                last_saved = step
+            if stop_now:
+                break
+    bar.close()
+
+    wall = time.perf_counter() - t_start
+    summary["step"] = step
+    summary["train_wall_s"] = round(wall, 2)
+    if warm_step is not None and step > warm_step:
+        summary["train_img_per_s"] = round((step - warm_step) * cfg.batch_size / (time.perf_counter() - t_warm), 1)
+    if stop.signal is not None:
+        summary["status"] = "interrupted"
+    else:
+        summary["status"] = "finished"
+    if dd.main:
+        summary["samples"] = str(sample_grid(step))
+        metrics_file.close()
+        writer.close()
+        curves = plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
+        summary["curves"] = str(curves) if curves else None
+        if cfg.final_eval and hasattr(model, "log_prob") and summary["status"] == "finished":
+            summary.update(final_eval(ema if ema is not None else model, data_name, progress))
+        ckpt.atomic_write(run_dir / "summary.json",
+                          lambda p: Path(p).write_text(json.dumps(summary, indent=2) + "\n"))
+    net = None
+    _shutdown(dd)
+    return summary
+
+
+def final_eval(model, data_name: str, progress: bool) -> dict:
+    """Test-set likelihood bound of the trained model, in nats per image (METRICS.md)."""
+    from .likelihood import test_bound
+
+    test = load_split(data_name, "test")
+    was_training = model.training
+    model.eval()
+    out = {"test_split": f"{data_name} test ({len(test.images)} images)"}
+    if hasattr(model, "elbo"):   # reported as METRICS.md does: -ELBO, an upper bound on the NLL
+        out["elbo_nats"] = round(-test_bound(model, test.images, "elbo", progress=progress), 3)
+    model.train(was_training)
+    return out
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    ckpt.atomic_write(path, lambda p: Path(p).write_text("".join(line + "\n" for line in keep)))
+
+
+def _shutdown(dd: Dist) -> None:
+    """Leave the process group together (barrier first); the caller has dropped the DDP wrapper."""
+    if dd.world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

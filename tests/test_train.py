@@ -1,0 +1,126 @@
+"""The trainer: resume equivalence, atomic checkpoints, NaN stop, SIGINT, run-folder safety."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from genzoo import checkpoint as ckpt
+from genzoo.cli import main
+from genzoo.errors import GenzooError
+from helpers import register_test_models, tiny_sets
+
+register_test_models()
+
+
+def _train(out, model="vae", steps=12, extra=(), data="digits"):
+    sets = [a for s in tiny_sets(model) for a in ("--set", s)] if model in ("vae", "dcgan") else []
+    argv = ["train", model, "--data", data, "--steps", str(steps), "--out", str(out), "--no-progress",
+            "--set", "log_every_steps=1", "--set", "batch_size=32", *sets, *extra]
+    return main(argv)
+
+
+def _losses(run):
+    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("model", ["vae", "dcgan"])
+def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, model):
+    assert _train(tmp_path / "full", model, steps=16) == 0
+    assert _train(tmp_path / "part", model, steps=7, extra=["--set", "ckpt_every_steps=7"]) == 0
+    assert _train(tmp_path / "part", model, steps=16, extra=["--resume"]) == 0
+    full, part = _losses(tmp_path / "full"), _losses(tmp_path / "part")
+    assert [r["step"] for r in part] == list(range(1, 17))
+    for a, b in zip(full, part):
+        assert {k: v for k, v in a.items() if k != "img_per_s"} == {k: v for k, v in b.items() if k != "img_per_s"}
+    wa, wb = load_file(tmp_path / "full" / ckpt.MODEL), load_file(tmp_path / "part" / ckpt.MODEL)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_run_folder_has_everything(tmp_path):
+    assert _train(tmp_path / "run", "vae", steps=10, extra=["--set", "sample_every_steps=5"]) == 0
+    run = tmp_path / "run"
+    for name in ("config.json", "model.safetensors", "ema.safetensors", "trainer_state.pt", "metrics.jsonl",
+                 "samples.png", "curves.png", "summary.json", "samples/step_0000005.png"):
+        assert (run / name).exists(), name
+    assert any((run / "tensorboard").glob("events.out.tfevents.*"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["model_name"] == "vae" and config["data"] == "digits"
+    assert config["model"]["image_size"] == 8 and config["train"]["steps"] == 10
+    assert "genzoo_version" in config
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["elbo_nats"] > 0
+    state = torch.load(run / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 10
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "vae", steps=3) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert _train(run, "vae", steps=3) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert before == {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert _train(run, "vae", steps=3, extra=["--overwrite"]) == 0
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    assert _train(tmp_path / "mine", "vae", steps=3, extra=["--overwrite"]) == 2
+    assert "not a genzoo run folder" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(GenzooError, match="non-finite.*last good checkpoint \\(step 5\\)"):
+        main_argv = ["train", "test-ae", "--data", "digits", "--steps", "20", "--out", str(run),
+                     "--no-progress", "--set", "nan_after_steps=8", "--set", "ckpt_every_steps=5",
+                     "--set", "log_every_steps=4", "--set", "batch_size=16"]
+        from genzoo.cli import build_parser
+        args = build_parser().parse_args(main_argv)
+        args.func(args)
+    state = torch.load(run / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 5
+    weights = load_file(run / ckpt.MODEL)
+    assert all(torch.isfinite(v.float()).all() for v in weights.values())
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+
+    def failing(path):
+        Path(path).write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        ckpt.atomic_write(target, failing)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "genzoo", "train", "vae", "--data", "digits", "--steps", "100000",
+           "--out", str(run), "--no-progress", "--set", "log_every_steps=5", "--set", "batch_size=16",
+           *[a for s in tiny_sets("vae") for a in ("--set", s)]]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "interrupted at step" in out
+    state = torch.load(run / "trainer_state.pt", weights_only=True)
+    assert 0 < state["step"] < 100000
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"

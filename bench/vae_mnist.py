@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import genzoo_cmd, run, write_result  # noqa: E402
+from common import RESULTS, genzoo_cmd, run, write_result  # noqa: E402
 
 import genzoo  # noqa: E402
 from genzoo.data import load_split  # noqa: E402
@@ -44,6 +45,8 @@ def main() -> None:
     iwae = -test_bound(model, test.images, "iwae", k=args.k, batch_size=20, seed=0)
     eval_s = time.perf_counter() - t0
 
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(args.run) / "samples.png", RESULTS / "vae-mnist.png")
     write_result("vae-mnist", {
         "model": "vae", "dataset": "dyn-binarized mnist (test set binarized once, seed 0)",
         "variant": "default",
@@ -52,6 +55,7 @@ def main() -> None:
         "checkpoint": "ema", "seed": 0, "n_test": len(test.images),
         "train_steps": summary["step"], "train_wall_s": summary["train_wall_s"],
         "train_img_per_s": summary.get("train_img_per_s"), "eval_wall_s": round(eval_s, 1),
+        "sample_grid": "bench/results/vae-mnist.png",
         "metrics": {"elbo_nats": round(elbo, 2), "nll_nats": round(iwae, 2), "iwae_k": args.k},
     })
 

@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from . import __version__
@@ -79,6 +79,20 @@ def load_weights(path: Path) -> dict:
     except (SafetensorError, OSError, ValueError) as e:
         raise GenzooError(f"{path} is corrupt or truncated ({e}). Resume from an earlier copy "
                           "or retrain.") from None
+
+
+def check_weights_step(run_dir: Path, step: int, ema: bool) -> None:
+    """The weights must be from the trainer state's step (a crash between the writes could mix them)."""
+    for name in (MODEL, EMA) if ema else (MODEL,):
+        path = Path(run_dir) / name
+        try:
+            with safe_open(str(path), "pt") as f:
+                saved = int((f.metadata() or {}).get("step", -1))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise GenzooError(f"{path} is corrupt or truncated ({e}).") from None
+        if saved != step:
+            raise GenzooError(f"{path} is from step {saved} but trainer_state.pt from step {step}; the "
+                              "checkpoint was interrupted while being written and cannot be resumed exactly.")
 
 
 def load_trainer_state(run_dir: Path) -> dict:

@@ -158,11 +158,12 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     print("summary:      " + json.dumps(shown))
 
 
-def _parse_labels(text: str | None, n: int, num_classes: int):
+def _parse_labels(text: str | None, n: int, model):
     import torch
     if text is None:
         return None
-    if num_classes == 0:
+    num_classes = getattr(model.config, "num_classes", 0)
+    if not model.conditional:
         raise GenzooError("--labels needs a class-conditional model; this one is unconditional.")
     try:
         values = [int(v) for v in text.replace(",", " ").split()]
@@ -181,7 +182,7 @@ def cmd_sample(args) -> int:
     if args.n <= 0 or args.n > 100_000:
         raise GenzooError(f"-n must be between 1 and 100000, got {args.n}.")
     model = load(args.run, ema=not args.no_ema)
-    labels = _parse_labels(args.labels, args.n, getattr(model.config, "num_classes", 0))
+    labels = _parse_labels(args.labels, args.n, model)
     g = torch.Generator().manual_seed(args.seed)
     chunks = []
     for start in range(0, args.n, args.batch_size):

@@ -162,8 +162,12 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         if state.get("world", 1) != dd.world:
             raise GenzooError(f"{run_dir} was trained with {state.get('world', 1)} processes; resume it "
                               f"with the same number (got {dd.world}).")
-        torch.set_rng_state(state["torch_rng"][dd.rank])
+        rng = state["rng"][dd.rank]
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and dd.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], dd.device)
         step = int(state["step"])
+        ckpt.check_weights_step(run_dir, step, ema is not None)
         if step >= cfg.steps:
             raise GenzooError(f"{run_dir} is already at step {step} of {cfg.steps}; pass --steps with a "
                               "larger number to train further.")
@@ -185,8 +189,10 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
             _truncate_metrics(run_dir / "metrics.jsonl", step)
     metrics_file = open(run_dir / "metrics.jsonl", "a") if dd.main else None
 
-    def all_gather_rng() -> list[torch.Tensor]:
-        mine = torch.get_rng_state()
+    def all_gather_rng() -> list[dict]:
+        mine = {"cpu": torch.get_rng_state()}
+        if dd.device.type == "cuda":
+            mine["cuda"] = torch.cuda.get_rng_state(dd.device)
         if dd.world == 1:
             return [mine]
         out = [None] * dd.world
@@ -199,7 +205,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
             return
         ckpt.save_weights(run_dir, model, ema, at_step)
         ckpt.save_trainer_state(run_dir, {
-            "step": at_step, "world": dd.world, "sampler": sampler.state_dict(), "torch_rng": rngs,
+            "step": at_step, "world": dd.world, "sampler": sampler.state_dict(), "rng": rngs,
             "optimizers": {ph: opt.state_dict() for ph, opt in optimizers.items()}})
 
     sample_gen_seed = cfg.seed + 12345

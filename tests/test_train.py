@@ -124,3 +124,14 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     state = torch.load(run / "trainer_state.pt", weights_only=True)
     assert 0 < state["step"] < 100000
     assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_resume_refuses_weights_from_another_step_than_the_trainer_state(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "vae", steps=4) == 0
+    import genzoo
+    model = genzoo.load(run, ema=False)
+    ckpt.save_weights(run, model, model, step=3)     # as if a crash hit between the two writes
+    assert _train(run, "vae", steps=8, extra=["--resume"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "from step 3 but trainer_state.pt from step 4" in err

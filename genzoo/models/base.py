@@ -6,7 +6,7 @@ A model is an ``nn.Module`` built from one config dataclass (``Config``) and mus
                                logged. ``batch`` is {"x": (B, C, H, W) float in [0, 1], "y": (B,) int64}.
   sample(n, labels=None, generator=None) -> (n, C, H, W) float in [0, 1]
 and may provide the capabilities it really has: ``log_prob(x, ...)`` (nats per image),
-``encode``/``decode``, class conditioning (``num_classes`` > 0 in its config).
+``encode``/``decode``, class conditioning (``conditional = True``, labels in [0, num_classes)).
 
 ``phases`` names the optimisers, stepped in this order once per training step (a VAE has one,
 a GAN has "discriminator" then "generator"); ``phase_parameters(phase)`` says what each steps.
@@ -23,6 +23,7 @@ from torch import nn
 class GenerativeModel(nn.Module):
     Config: type = None          # the model's config dataclass
     phases: tuple[str, ...] = ("model",)
+    conditional: bool = False    # True when sample() and loss() use class labels
     # training-config defaults that suit this model (lr, betas, batch size); the user's --set wins
     train_defaults: dict = {}
 

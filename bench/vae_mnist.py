@@ -21,7 +21,7 @@ from common import RESULTS, genzoo_cmd, run, write_result  # noqa: E402
 
 import genzoo  # noqa: E402
 from genzoo.data import load_split  # noqa: E402
-from genzoo.likelihood import test_bound  # noqa: E402
+from genzoo.likelihood import mean_bound  # noqa: E402
 
 
 def main() -> None:
@@ -41,8 +41,8 @@ def main() -> None:
     model = genzoo.load(args.run)           # EMA weights
     test = load_split("mnist", "test")
     t0 = time.perf_counter()
-    elbo = -test_bound(model, test.images, "elbo", seed=0)
-    iwae = -test_bound(model, test.images, "iwae", k=args.k, batch_size=20, seed=0)
+    elbo = -mean_bound(model, test.images, "elbo", seed=0)
+    iwae = -mean_bound(model, test.images, "iwae", k=args.k, batch_size=20, seed=0)
     eval_s = time.perf_counter() - t0
 
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ def binarize_fixed(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def test_bound(model, images: torch.Tensor, estimator: str = "elbo", k: int = 1, batch_size: int = 500,
+def mean_bound(model, images: torch.Tensor, estimator: str = "elbo", k: int = 1, batch_size: int = 500,
                seed: int = 0, progress: bool = True) -> float:
     """Mean log-likelihood bound in nats over ``images`` (uint8), ELBO or IWAE with k samples.
 

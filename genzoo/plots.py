@@ -28,8 +28,14 @@ def plot_curves(metrics_path: str | Path, out: str | Path) -> Path | None:
     nrows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
-        pts = [(r["step"], r[key]) for r in rows if key in r]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2)
+        pts = [(r["step"], r[key]) for r in rows if key in r and math.isfinite(r[key])]
+        ys = [p[1] for p in pts]
+        ax.plot([p[0] for p in pts], ys, lw=1.2)
+        tail = sorted(ys[len(ys) // 20:])          # the first 5% (warm-up spike) sets no limit
+        if len(tail) > 10:
+            lo, hi = tail[0], tail[int(0.99 * (len(tail) - 1))]
+            pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 1.0
+            ax.set_ylim(lo - pad, hi + pad)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

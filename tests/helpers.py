@@ -21,11 +21,10 @@ def tiny_config(name: str, channels: int = 1, image_size: int = 8):
     return dataclasses.replace(cfg, channels=channels, image_size=image_size, **over)
 
 
-def tiny_sets(name: str) -> list[str]:
-    """--set arguments that make a registered model tiny."""
-    cfg = default_config(name)
-    fields = {f.name for f in dataclasses.fields(cfg)}
-    return [f"{k}={v}" for k, v in TINY.items() if k in fields]
+def tiny_args(name: str) -> list[str]:
+    """Command-line arguments (--set KEY=VALUE ...) that make a registered model tiny."""
+    fields = {f.name for f in dataclasses.fields(default_config(name))}
+    return [a for k, v in TINY.items() if k in fields for a in ("--set", f"{k}={v}")]
 
 
 @dataclass

@@ -6,13 +6,13 @@ import pytest
 
 from genzoo.cli import main
 from genzoo.models import MODELS
-from helpers import tiny_sets
+from helpers import tiny_args
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    sets = [a for s in tiny_sets("vae") for a in ("--set", s)]
+    sets = tiny_args("vae")
     assert main(["train", "vae", "--data", "digits", "--steps", "3", "--out", str(out), "--no-progress", *sets]) == 0
     return out
 
@@ -113,7 +113,7 @@ def test_truncated_trainer_state_is_reported_on_resume(run, tmp_path, capsys):
     shutil.copytree(run, copy)
     data = (copy / "trainer_state.pt").read_bytes()
     (copy / "trainer_state.pt").write_bytes(data[:100])
-    sets = [a for s in tiny_sets("vae") for a in ("--set", s)]
+    sets = tiny_args("vae")
     assert main(["train", "vae", "--data", "digits", "--steps", "6", "--out", str(copy), "--resume",
                  "--no-progress", *sets]) == 2
     assert "corrupt or truncated" in _err(capsys)

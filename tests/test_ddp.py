@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from helpers import tiny_sets
+from helpers import tiny_args
 
 ENTRY = str(Path(__file__).resolve().parent / "ddp_entry.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -44,7 +44,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
 
 
 def test_two_process_gan_run_finishes_with_one_set_of_files(tmp_path):
-    sets = [a for s in tiny_sets("dcgan") for a in ("--set", s)]
+    sets = tiny_args("dcgan")
     out = tmp_path / "gan"
     res = _torchrun(2, ["-m", "genzoo", "train", "dcgan", "--data", "digits", "--steps", "6", "--no-progress",
                         "--out", str(out), "--set", "batch_size=16", "--set", "log_every_steps=2", *sets])

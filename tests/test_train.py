@@ -14,13 +14,13 @@ from safetensors.torch import load_file
 from genzoo import checkpoint as ckpt
 from genzoo.cli import main
 from genzoo.errors import GenzooError
-from helpers import register_test_models, tiny_sets
+from helpers import register_test_models, tiny_args
 
 register_test_models()
 
 
 def _train(out, model="vae", steps=12, extra=(), data="digits"):
-    sets = [a for s in tiny_sets(model) for a in ("--set", s)] if model in ("vae", "dcgan") else []
+    sets = tiny_args(model) if model in ("vae", "dcgan") else []
     argv = ["train", model, "--data", data, "--steps", str(steps), "--out", str(out), "--no-progress",
             "--set", "log_every_steps=1", "--set", "batch_size=32", *sets, *extra]
     return main(argv)
@@ -112,7 +112,7 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "genzoo", "train", "vae", "--data", "digits", "--steps", "100000",
            "--out", str(run), "--no-progress", "--set", "log_every_steps=5", "--set", "batch_size=16",
-           *[a for s in tiny_sets("vae") for a in ("--set", s)]]
+           *tiny_args("vae")]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size):

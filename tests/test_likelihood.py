@@ -1,0 +1,83 @@
+"""The VAE's likelihood estimators against an independent float64 computation.
+
+With a 1-D latent, log p(x) = log of the integral of p(x|z) N(z; 0, 1) dz can be done by quadrature on a fine
+grid, which checks the IWAE bound (a lower bound that closes as k grows) and the ELBO
+(a looser lower bound) of the same tiny model.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from genzoo.likelihood import binarize_fixed, mean_bound
+from genzoo.models.vae import VAE, VAEConfig
+
+
+def _model():
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(channels=1, image_size=4, latent_dim=1, width=4)).eval()
+    with torch.no_grad():
+        # q(z|x) = N(0.3, 1.2^2) for every x: not the true posterior, but wider than the prior, so the
+        # importance weights p(x, z) / q(z|x) are bounded and the k-sample bound converges quickly
+        model.encoder[-1].weight.zero_()
+        model.encoder[-1].bias.copy_(torch.tensor([0.3, 2 * math.log(1.2)]))
+    return model
+
+
+def _images():
+    g = torch.Generator().manual_seed(1)
+    return torch.bernoulli(torch.full((6, 1, 4, 4), 0.4), generator=g)
+
+
+def _brute_force_log_px(model, x):
+    z = torch.linspace(-10, 10, 20001, dtype=torch.float64)                     # (G,)
+    dz = z[1] - z[0]
+    with torch.no_grad():
+        logits = model.decoder_logits(z.float().unsqueeze(1)).double()          # (G, 1, 4, 4)
+    out = []
+    for xi in x.double():
+        log_px_z = -F.binary_cross_entropy_with_logits(logits, xi.expand_as(logits), reduction="none").flatten(1).sum(1)
+        log_pz = -0.5 * (z ** 2 + math.log(2 * math.pi))
+        out.append(torch.logsumexp(log_px_z + log_pz, 0) + torch.log(dz))
+    return torch.stack(out)
+
+
+def test_iwae_bound_closes_on_the_quadrature_log_likelihood():
+    model, x = _model(), _images()
+    exact = _brute_force_log_px(model, x)
+    g = torch.Generator().manual_seed(0)
+    iwae = model.log_prob(x, k=20000, chunk=5000, generator=g).double()
+    # one draw of the bound may sit a Monte Carlo error above log p(x) (it is a bound in expectation);
+    # a wrong term in log p(z) or log q(z|x) would be off by far more than 5e-3 nats
+    assert torch.allclose(iwae, exact, atol=5e-3), (iwae - exact)
+    # in expectation the bound rises with k and stays below log p(x): k = 1 < k = 5 <= exact
+    reps = 10000
+    xr = x.repeat(reps, 1, 1, 1)
+    k1 = model.log_prob(xr, k=1, generator=g).view(reps, -1).double()
+    k5 = model.log_prob(xr, k=5, generator=g).view(reps, -1).double()
+    se = (k1.std(0) + k5.std(0)) / math.sqrt(reps)
+    assert torch.all(k1.mean(0) + 4 * se < k5.mean(0)), (k1.mean(0), k5.mean(0))
+    assert torch.all(k5.mean(0) < exact + 2 * se), (k5.mean(0), exact)
+
+
+def test_elbo_is_below_log_likelihood_and_equals_the_k1_bound_in_expectation():
+    model, x = _model(), _images()
+    exact = _brute_force_log_px(model, x)
+    g = torch.Generator().manual_seed(0)
+    reps = 4000
+    xr = x.repeat(reps, 1, 1, 1)
+    elbo = model.elbo(xr, generator=g).view(reps, -1).double()
+    k1 = model.log_prob(xr, k=1, generator=g).view(reps, -1).double()
+    assert torch.all(elbo.mean(0) < exact - 0.01)             # a strictly looser bound here
+    # analytic-KL ELBO and the k = 1 importance-weighted bound agree in mean (4 standard errors)
+    se = (k1.std(0) / math.sqrt(reps))
+    assert torch.all((elbo.mean(0) - k1.mean(0)).abs() < 4 * se + 1e-3)
+
+
+def test_test_bound_binarizes_once_with_seed_zero_and_is_reproducible():
+    imgs = torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8)
+    a, b = binarize_fixed(imgs, 0), binarize_fixed(imgs, 0)
+    assert torch.equal(a, b) and set(a.unique().tolist()) <= {0.0, 1.0}
+    assert abs(a.mean().item() - imgs.float().mean().item() / 255) < 0.05
+    model = _model()
+    assert mean_bound(model, imgs, "elbo", progress=False) == mean_bound(model, imgs, "elbo", progress=False)

@@ -198,6 +198,20 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate_run, format_table, write_result
+
+    wanted = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    result = evaluate_run(args.run, wanted, n=args.n, split=args.split, ema=args.ema, seed=args.seed,
+                          batch_size=args.batch_size, iwae_k=args.iwae_k, progress=not args.no_progress)
+    result["command"] = "genzoo " + " ".join(args.argv)
+    print(format_table(result))
+    out = Path(args.out) if args.out else Path(args.run) / "eval.json"
+    write_result(result, out)
+    print(f"wrote {out}")
+    return 0 if result["metrics"] else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     p = argparse.ArgumentParser(prog="genzoo", description="Train, sample and evaluate deep generative "
@@ -237,11 +251,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--batch-size", type=int, default=500)
     s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("eval", help="score a run: FID/KID/precision-recall, classifier score, likelihood, CAS")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--metrics", default="fid,kid,pr,score,nll,cas",
+                   help="comma-separated subset of fid,kid,pr,score,nll,cas (default: all that apply)")
+    s.add_argument("--n", type=int, default=10_000, help="generated images (default 10000)")
+    s.add_argument("--split", default="test", choices=["test", "train"], help="real split to compare with")
+    s.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="EMA weights (default) or raw")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--iwae-k", type=int, default=1000, help="importance samples for a VAE's NLL (default 1000)")
+    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--out", help="result JSON (default RUN/eval.json)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_eval)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except GenzooError as e:

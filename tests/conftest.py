@@ -3,7 +3,8 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# GENZOO_TEST_THREADS=1 keeps tests from spin-waiting against another job on a small machine
+torch.set_num_threads(int(os.environ.get("GENZOO_TEST_THREADS", max(1, min(2, os.cpu_count() or 1)))))
 
 
 @pytest.fixture(autouse=True)

@@ -47,7 +47,9 @@ class GenerativeModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        for t in (*self.parameters(), *self.buffers()):
+            return t.device
+        return torch.device("cpu")
 
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)

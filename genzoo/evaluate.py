@@ -1,0 +1,225 @@
+"""`genzoo eval`: sample quality in the frozen classifier's feature space, likelihood, and CAS,
+as METRICS.md defines them. Metrics are asked of the model's capabilities; one that does not
+apply is refused with its reason, never skipped in silence.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__, metrics
+from .checkpoint import read_config
+from .classifier import Classifier, asset_paths, load_frozen, predict
+from .data import data_root, load_split
+from .errors import GenzooError
+
+ALL_METRICS = ("fid", "kid", "pr", "score", "nll", "cas")
+REF_TRAIN_SUBSET = 10_000        # train images in the real-vs-real reference
+REF_SEED = 0
+
+
+def classifier_hash(dataset: str) -> str:
+    weights, _ = asset_paths(dataset)
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+
+
+def real_features(classifier: Classifier, dataset: str, split: str, subset: int | None = None,
+                  progress: bool = True) -> torch.Tensor:
+    """Features of a real split (or a seeded subset of it), cached per data set, split and network hash."""
+    tag = f"{dataset}-{split}" + (f"-sub{subset}-seed{REF_SEED}" if subset else "")
+    path = data_root() / "stats" / f"{tag}-{classifier_hash(dataset)}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as f:
+            return torch.from_numpy(f["features"])
+    data = load_split(dataset, split)
+    images = data.images
+    if subset and subset < len(images):
+        idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(REF_SEED))[:subset]
+        images = images[idx]
+    feats, _ = predict(classifier, images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, features=feats.numpy())
+    tmp.replace(path)
+    return feats
+
+
+@torch.no_grad()
+def generate(model, n: int, seed: int, batch_size: int = 500, labels: torch.Tensor | None = None,
+             progress: bool = True, on_batch=None) -> None:
+    """Draw n samples in batches from a seeded generator, handing each batch to ``on_batch(images, labels)``."""
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    for start in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress, leave=False):
+        m = min(batch_size, n - start)
+        lab = labels[start:start + m].to(model.device) if labels is not None else None
+        x = model.sample(m, labels=lab, generator=g) if lab is not None else model.sample(m, generator=g)
+        on_batch(x.cpu(), lab)
+
+
+def sample_features(model, classifier: Classifier, n: int, seed: int, batch_size: int = 500,
+                    labels: torch.Tensor | None = None, progress: bool = True):
+    feats, probs = [], []
+
+    def take(x, _):
+        f, p = predict(classifier, x)
+        feats.append(f)
+        probs.append(p)
+    generate(model, n, seed, batch_size, labels, progress, take)
+    return torch.cat(feats), torch.cat(probs)
+
+
+def machine() -> str:
+    import os
+    import platform
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    return torch.arange(n) % num_classes
+
+
+def bits_per_dim(nll_nats: float, dims: int) -> float:
+    """bpd of 8-bit data from the NLL (nats per image) of a density over [0, 1]^D (METRICS.md)."""
+    return (nll_nats / dims + math.log(256)) / math.log(2)
+
+
+def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress: bool) -> dict:
+    """nll_nats (+ elbo_nats, iwae_k) on dyn-binarized data, or bpd on uniformly dequantized 8-bit data."""
+    from .likelihood import binarize_fixed, mean_bound
+    images = load_split(dataset, split).images
+    if getattr(model.config, "binarize", False):
+        out = {}
+        if hasattr(model, "elbo"):
+            out["elbo_nats"] = -mean_bound(model, images, "elbo", seed=seed, progress=progress)
+        out["nll_nats"] = -mean_bound(model, images, "iwae", k=iwae_k, batch_size=20, seed=seed, progress=progress)
+        out["iwae_k"] = iwae_k
+        return out
+    # 8-bit data: x = (k + u) / 256 with u ~ U[0, 1), one seeded draw
+    g = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for start in tqdm(range(0, len(images), 500), desc="log p(x)", disable=not progress, leave=False):
+        k = images[start:start + 500].float()
+        x = (k + torch.rand(k.shape, generator=g)) / 256
+        total += model.log_prob(x.to(model.device)).double().sum().item()
+    nll = -total / len(images)
+    return {"bpd": bits_per_dim(nll, images[0].numel())}
+
+
+def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = ALL_METRICS, n: int = 10_000, split: str = "test",
+                 ema: bool = True, seed: int = 0, batch_size: int = 500, iwae_k: int = 1000,
+                 progress: bool = True) -> dict:
+    """Evaluate a run folder; returns the result record of METRICS.md ("metrics", "refused", provenance)."""
+    import genzoo
+    unknown = [m for m in wanted if m not in ALL_METRICS]
+    if unknown:
+        raise GenzooError(f"Unknown metric {', '.join(unknown)}; choose from {', '.join(ALL_METRICS)}.")
+    if not 2 <= n <= 1_000_000:
+        raise GenzooError(f"--n must be between 2 and 1000000, got {n}.")
+    config = read_config(run_dir)
+    dataset, name = config["data"], config["model_name"]
+    model = genzoo.load(run_dir, ema=ema)
+    t0 = time.perf_counter()
+    refused: dict[str, str] = {}
+    out: dict[str, float] = {}
+
+    if "nll" in wanted and not hasattr(model, "log_prob"):
+        refused["nll"] = f"{name} defines no likelihood (a GAN has none to report)"
+    if "cas" in wanted and not model.conditional:
+        refused["cas"] = f"CAS needs a class-conditional model; {name} is unconditional"
+    feature_wanted = [m for m in ("fid", "kid", "pr", "score", "cas") if m in wanted and m not in refused]
+    classifier = record = None
+    if feature_wanted:
+        try:
+            classifier, record = load_frozen(dataset)
+        except GenzooError as e:
+            for m in feature_wanted:
+                refused[m] = str(e)
+            feature_wanted = []
+
+    if any(m in feature_wanted for m in ("fid", "kid", "pr", "score")):
+        labels = balanced_labels(n, model.config.num_classes) if model.conditional else None
+        fake, probs = sample_features(model, classifier, n, seed, batch_size, labels, progress)
+        real = real_features(classifier, dataset, split, progress=progress)
+        if "fid" in wanted:
+            out["fid"] = metrics.fid(fake, real)
+            ref = real_features(classifier, dataset, "train", subset=REF_TRAIN_SUBSET, progress=progress)
+            out["fid_ref"] = metrics.fid(ref, real)
+            if model.conditional:
+                out["intra_fid"] = _intra_fid(fake, labels, real, load_split(dataset, split).labels)
+        if "kid" in wanted:
+            out["kid_mean"], out["kid_std"] = metrics.kid(fake, real, seed=seed)
+        if "pr" in wanted:
+            out.update(metrics.precision_recall(real, fake, k=3))
+            out.update(metrics.density_coverage(real, fake, k=5))
+        if "score" in wanted:
+            out["classifier_score"] = metrics.classifier_score(probs)
+    if "nll" in wanted and "nll" not in refused:
+        out.update(likelihood(model, dataset, split, iwae_k, seed, progress))
+    if "cas" in feature_wanted:
+        out.update(cas(model, dataset, record, seed, batch_size, progress))
+
+    return {
+        "model": name, "dataset": dataset, "split": split, "run": str(run_dir), "genzoo_version": __version__,
+        "checkpoint": "ema" if ema and (Path(run_dir) / "ema.safetensors").exists() else "raw",
+        "n_generated": n if any(m in out for m in ("fid", "kid_mean", "precision", "classifier_score")) else 0,
+        "seed": seed, "machine": machine(), "device": str(model.device), "wall_s": round(time.perf_counter() - t0, 1),
+        "feature_network": None if record is None else {
+            "name": f"genzoo classifier-{dataset}", "sha256_16": classifier_hash(dataset),
+            "test_accuracy": record["test_accuracy"], "feature_dim": classifier.num_features},
+        "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()},
+        "refused": refused,
+    }
+
+
+def _intra_fid(fake, fake_labels, real, real_labels) -> float:
+    """Mean over classes of the FID between that class's samples and that class's real images."""
+    scores = [metrics.fid(fake[fake_labels == c], real[real_labels == c]) for c in real_labels.unique().tolist()]
+    return float(np.mean(scores))
+
+
+def cas(model, dataset: str, record: dict, seed: int, batch_size: int, progress: bool, n: int = 60_000,
+        recipe=None) -> dict:
+    """Classification accuracy score: the fixed recipe trained on n = 60,000 class-balanced samples, tested
+    on the real test set; ``cas_real`` is the same recipe on the real train set (the shipped classifier)."""
+    from .classifier import RecipeConfig, accuracy, train_classifier
+    num_classes = model.config.num_classes
+    labels = balanced_labels(n, num_classes)
+    chunks = []
+    generate(model, len(labels), seed, batch_size, labels, progress,
+             lambda x, _: chunks.append((x.clamp(0, 1) * 255).round().to(torch.uint8)))
+    clf = train_classifier(torch.cat(chunks), labels, num_classes, recipe or RecipeConfig(), progress=progress,
+                           desc="CAS classifier")
+    test = load_split(dataset, "test")
+    return {"cas": accuracy(clf, test.images, test.labels), "cas_real": record["test_accuracy"]}
+
+
+def format_table(result: dict) -> str:
+    rows = [f"{result['model']} on {result['dataset']} {result['split']} ({result['checkpoint']} weights, "
+            f"{result['n_generated']} samples, seed {result['seed']})"]
+    for k, v in result["metrics"].items():
+        rows.append(f"  {k:<17} {v:.4f}" if isinstance(v, float) else f"  {k:<17} {v}")
+    if "fid" in result["metrics"]:
+        rows.append(f"  (fid_ref is real vs real: {REF_TRAIN_SUBSET} train images vs the {result['split']} set)")
+    for k, why in result["refused"].items():
+        rows.append(f"  {k:<17} refused: {why}")
+    return "\n".join(rows)
+
+
+def write_result(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,8 +1,10 @@
 """Sample-quality metrics on feature tensors, as defined in METRICS.md: FID, KID, precision/recall,
 density/coverage and the classifier score.
 
-Pure functions: features (N, D) in, Python floats out. No models and no data loading; the feature
-extractor lives elsewhere. Inputs may be torch tensors (kept on their device) or numpy arrays;
+Pure functions: features (N, D) in, Python floats out. With ``dataset="mnist"`` (or another data set
+genzoo ships a classifier for) they take images (N, C, H, W) in [0, 1] instead, map them through that
+frozen classifier, and compare with the cached features of the real split when no second set is given:
+``fid(images, dataset="mnist")``. Inputs may be torch tensors (kept on their device) or numpy arrays;
 everything is computed in float64, because FID and KID are differences of large nearly equal sums.
 Pairwise distances are computed in row batches, so N = 10,000 real and fake features never need
 more than batch_size x N distances in memory.
@@ -86,8 +88,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return max(float(value), 0.0)
 
 
-def fid(feats_a, feats_b) -> float:
-    """FID (Heusel et al. 2017): the Frechet distance between Gaussian fits of two feature sets (N, D)."""
+def fid(feats_a, feats_b=None, *, dataset: str | None = None, split: str = "test") -> float:
+    """FID (Heusel et al. 2017): the Frechet distance between Gaussian fits of two feature sets (N, D).
+
+    With ``dataset``, the inputs are images and ``feats_b`` defaults to the real ``split``."""
+    feats_a, feats_b = _resolve(feats_a, feats_b, dataset, split)
     a, b = _pair(feats_a, feats_b, ("feats_a", "feats_b"))
     return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
 
@@ -109,13 +114,16 @@ def _mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             - 2 * k_xy.mean())
 
 
-def kid(feats_a, feats_b, n_subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+def kid(feats_a, feats_b=None, n_subsets: int = 100, subset_size: int = 1000, seed: int = 0, *,
+        dataset: str | None = None, split: str = "test") -> tuple[float, float]:
     """KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel k(x, y) = (x.y / D + 1)^3.
 
     Averaged over ``n_subsets`` random subsets of ``subset_size`` features from each set, drawn
     without replacement within a subset from a generator seeded with ``seed``; the subset size is
     capped at min(len(a), len(b)). Returns (mean, std) over subsets, std with ddof = 0.
+    With ``dataset``, the inputs are images and ``feats_b`` defaults to the real ``split``.
     """
+    feats_a, feats_b = _resolve(feats_a, feats_b, dataset, split)
     a, b = _pair(feats_a, feats_b, ("feats_a", "feats_b"))
     m = min(subset_size, len(a), len(b))
     if m < 2 or n_subsets < 1:
@@ -162,14 +170,17 @@ def _knn_radii_sq(x: torch.Tensor, k: int, batch_size: int) -> torch.Tensor:
     return radii
 
 
-def precision_recall(real, fake, k: int = 3, batch_size: int = 1000) -> dict[str, float]:
+def precision_recall(real, fake=None, k: int = 3, batch_size: int = 1000, *, dataset: str | None = None,
+                     split: str = "test") -> dict[str, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN manifolds.
 
     The manifold of a set is the union of closed balls B(phi, ||phi - NN_k(phi)||) around each of its
     features, NN_k the k-th nearest other feature of the same set. precision = fraction of fake
     features inside the real manifold; recall = fraction of real features inside the fake manifold.
-    Distances are computed ``batch_size`` rows at a time.
+    Distances are computed ``batch_size`` rows at a time. With ``dataset``, pass generated images
+    alone (``precision_recall(images, dataset="mnist")``): they are compared with the real ``split``.
     """
+    real, fake = _real_fake(real, fake, dataset, split)
     real, fake = _pair(real, fake)
     r_real = _knn_radii_sq(real, k, batch_size)      # (Nr,)
     r_fake = _knn_radii_sq(fake, k, batch_size)      # (Nf,)
@@ -181,15 +192,18 @@ def precision_recall(real, fake, k: int = 3, batch_size: int = 1000) -> dict[str
     return {"precision": fake_in_real.double().mean().item(), "recall": real_in_fake.double().mean().item()}
 
 
-def density_coverage(real, fake, k: int = 5, batch_size: int = 1000) -> dict[str, float]:
+def density_coverage(real, fake=None, k: int = 5, batch_size: int = 1000, *, dataset: str | None = None,
+                     split: str = "test") -> dict[str, float]:
     """Density and coverage (Naeem et al. 2020), with closed balls B(X_i, NND_k(X_i)) around real features:
 
         density  = 1 / (k M) * sum_j sum_i 1[Y_j in B(X_i, NND_k(X_i))]
         coverage = 1 / N * sum_i 1[exists j: Y_j in B(X_i, NND_k(X_i))]
 
     X_i the N real and Y_j the M fake features; NND_k the distance to the k-th nearest other real
-    feature. Distances are computed ``batch_size`` rows at a time.
+    feature. Distances are computed ``batch_size`` rows at a time. With ``dataset``, pass generated
+    images alone, as for precision_recall.
     """
+    real, fake = _real_fake(real, fake, dataset, split)
     real, fake = _pair(real, fake)
     r_real = _knn_radii_sq(real, k, batch_size)      # (N,)
     in_balls = torch.zeros((), dtype=torch.float64, device=real.device)   # sum over j of #balls holding Y_j
@@ -205,14 +219,17 @@ def density_coverage(real, fake, k: int = 5, batch_size: int = 1000) -> dict[str
 # Classifier score
 
 
-def classifier_score(probs) -> float:
+def classifier_score(probs, *, dataset: str | None = None) -> float:
     """The Inception Score formula (Salimans et al. 2016) for any classifier, one split:
 
         exp(E_x KL(p(y|x) || p(y))),  p(y) = mean over the set of p(y|x)
 
     ``probs`` (N, C) are class probabilities (softmax outputs, rows summing to 1), not logits.
     Ranges from 1 (every x gets the same prediction) to C (confident and balanced).
+    With ``dataset``, pass images: the probabilities are that data set's frozen classifier's.
     """
+    if dataset is not None:
+        probs = _classify(probs, dataset)[1]
     p = _features(probs, "probs")                    # (N, C)
     if (p < 0).any() or ((p.sum(1) - 1).abs() > 1e-3).any():
         raise GenzooError("classifier_score needs probabilities (N, C) with non-negative rows summing to 1; "
@@ -221,3 +238,57 @@ def classifier_score(probs) -> float:
     # xlogy gives 0 log 0 = 0; where p(y|x) > 0 also p(y) > 0, so no log(0) is ever used
     kl = (torch.xlogy(p, p) - torch.xlogy(p, p_y)).sum(1)        # (N,) nats
     return float(kl.mean().exp())
+
+
+# ---------------------------------------------------------------------------------------------
+# Images in, via a data set's frozen classifier
+
+
+def _classify(images, dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from .classifier import predict
+    images = torch.as_tensor(images)
+    if images.dim() != 4:
+        raise GenzooError(f"with dataset={dataset!r} the inputs are images (N, C, H, W); got shape "
+                          f"{tuple(images.shape)}.")
+    if images.dtype != torch.uint8 and (images.min() < 0 or images.max() > 1):
+        raise GenzooError("images must be floats in [0, 1] (or uint8).")
+    clf = _frozen(dataset)
+    want = (clf.config.channels, clf.config.image_size, clf.config.image_size)
+    if tuple(images.shape[1:]) != want:
+        raise GenzooError(f"{dataset} images are {want}; got {tuple(images.shape[1:])}.")
+    return predict(clf, images.cpu())
+
+
+def _frozen(dataset: str):
+    if dataset not in _FROZEN:
+        from .classifier import load_frozen
+        _FROZEN[dataset] = load_frozen(dataset)[0]
+    return _FROZEN[dataset]
+
+
+_FROZEN: dict = {}
+
+
+def _real_split(dataset: str, split: str) -> torch.Tensor:
+    from .evaluate import real_features
+    return real_features(_frozen(dataset), dataset, split)
+
+
+def _resolve(a, b, dataset: str | None, split: str):
+    # (generated, real) features from features, or from images with a data set's classifier
+    if dataset is None:
+        if b is None:
+            raise GenzooError("pass two feature sets, or images with dataset=NAME to compare with real data.")
+        return a, b
+    return _classify(a, dataset)[0], (_classify(b, dataset)[0] if b is not None else _real_split(dataset, split))
+
+
+def _real_fake(real, fake, dataset: str | None, split: str):
+    # precision/recall and density/coverage take (real, fake); with a data set, one argument is the fake
+    if dataset is None:
+        if fake is None:
+            raise GenzooError("pass real and fake features, or generated images with dataset=NAME.")
+        return real, fake
+    if fake is None:
+        return _real_split(dataset, split), _classify(real, dataset)[0]
+    return _classify(real, dataset)[0], _classify(fake, dataset)[0]

@@ -188,3 +188,18 @@ def test_conditional_model_gets_intra_fid(tmp_path):
     ckpt.save_weights(tmp_path, _Oracle(_UniformConfig()), None, step=0)
     res = evaluate.evaluate_run(tmp_path, ("fid",), n=300, progress=False)
     assert "intra_fid" in res["metrics"] and res["metrics"]["fid"] < 5 * res["metrics"]["fid_ref"] + 1
+
+
+def test_image_api_matches_the_feature_api():
+    real = load_split("digits", "test").images
+    imgs = (load_split("digits", "train").images[:200].float() / 255)
+    clf, _ = load_frozen("digits")
+    f_fake, p_fake = predict(clf, imgs)
+    f_real = predict(clf, real)[0]
+    assert metrics.fid(imgs, dataset="digits") == pytest.approx(metrics.fid(f_fake, f_real))
+    assert metrics.kid(imgs, dataset="digits", subset_size=100) == metrics.kid(f_fake, f_real, subset_size=100)
+    assert metrics.precision_recall(imgs, dataset="digits") == metrics.precision_recall(f_real, f_fake)
+    assert metrics.density_coverage(imgs, dataset="digits") == metrics.density_coverage(f_real, f_fake)
+    assert metrics.classifier_score(imgs, dataset="digits") == pytest.approx(metrics.classifier_score(p_fake))
+    with pytest.raises(Exception, match="images"):
+        metrics.fid(torch.rand(5, 3), dataset="digits")

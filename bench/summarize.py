@@ -110,7 +110,13 @@ def throughput_section(r: dict) -> list[str]:
     speedups = [f"{m} {r['metrics'][m + '-bf16']['img_per_s'] / r['metrics'][m + '-fp32']['img_per_s']:.2f}x"
                 for m in models if m + "-bf16" in r["metrics"]]
     lines += ["", "bf16 autocast speed-up over fp32: " + ", ".join(speedups) + ". This is why `bf16=true` is "
-              "the training default.", "", f"Machine: {r['machine']}, device {r['device']}.", ""]
+              "the training default."]
+    if any(v["fraction_of_fp32_matmul"] > 1 for v in r["metrics"].values()):
+        lines += ["", "A fraction above 1 means the training step's convolutions ran faster than torch's "
+                  "float32 2048x2048 matmul did on this CPU in the same run: the reference matmul is "
+                  "itself far from the CPU's peak here, so read the column as relative to it, not to the "
+                  "hardware's peak."]
+    lines += ["", f"Machine: {r['machine']}, device {r['device']}.", ""]
     return lines
 
 

@@ -56,18 +56,21 @@ class Classifier(nn.Module):
             nn.Flatten(), nn.Linear(2 * w * s * s, config.feature_dim),           # (B, feature_dim)
         )
         self.head = nn.Sequential(nn.ReLU(), nn.Dropout(0.3), nn.Linear(config.feature_dim, config.num_classes))
+        # metric features are body(x) / feature_scale, with the scale set once after training to the RMS
+        # feature value on the train split, so x.y / D is of order 1 (the range KID's cubic kernel expects)
+        self.register_buffer("feature_scale", torch.ones(()))
 
     @property
     def num_features(self) -> int:
         return self.config.feature_dim
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate-layer features (B, feature_dim) of images in [0, 1]."""
-        return self.body(x * 2 - 1)
+        """Penultimate-layer features (B, feature_dim) of images in [0, 1], divided by feature_scale."""
+        return self.body(x * 2 - 1) / self.feature_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (B, num_classes) of images in [0, 1]."""
-        return self.head(self.features(x))
+        return self.head(self.body(x * 2 - 1))
 
 
 def random_shift(x: torch.Tensor, max_px: int, generator: torch.Generator) -> torch.Tensor:
@@ -105,7 +108,17 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
         sched.step()
         if step % 200 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    return model.eval()
+    model.eval()
+    set_feature_scale(model, images[:10_000])
+    return model
+
+
+@torch.no_grad()
+def set_feature_scale(model: Classifier, images: torch.Tensor) -> None:
+    """Set feature_scale to the RMS of the unscaled features of ``images`` (uint8)."""
+    model.feature_scale.fill_(1.0)
+    feats, _ = predict(model, images)
+    model.feature_scale.fill_(feats.square().mean().sqrt().item())
 
 
 @torch.no_grad()
@@ -115,9 +128,9 @@ def predict(model: Classifier, images: torch.Tensor, batch_size: int = 1000) -> 
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-        f = model.features(x)
-        feats.append(f)
-        probs.append(torch.softmax(model.head(f), 1))
+        h = model.body(x * 2 - 1)                     # unscaled: what the head was trained on
+        feats.append(h / model.feature_scale)
+        probs.append(torch.softmax(model.head(h), 1))
     return torch.cat(feats), torch.cat(probs)
 
 

@@ -203,3 +203,13 @@ def test_image_api_matches_the_feature_api():
     assert metrics.classifier_score(imgs, dataset="digits") == pytest.approx(metrics.classifier_score(p_fake))
     with pytest.raises(Exception, match="images"):
         metrics.fid(torch.rand(5, 3), dataset="digits")
+
+
+def test_feature_scale_rescales_features_but_not_predictions():
+    clf, record = load_frozen("digits")
+    test = load_split("digits", "test")
+    feats, probs = predict(clf, test.images)
+    assert (probs.argmax(1) == test.labels).float().mean().item() == pytest.approx(record["test_accuracy"], abs=1e-4)
+    assert torch.allclose(probs, torch.softmax(clf(test.images.float() / 255), 1), atol=1e-6)
+    # features are divided by the RMS of the unscaled train features: their RMS is of order 1
+    assert 0.5 < feats.square().mean().sqrt().item() < 2.0

@@ -177,18 +177,16 @@ def _parse_labels(text: str | None, n: int, model):
 def cmd_sample(args) -> int:
     import torch
     from . import load
+    from .evaluate import generate
     from .images import save_images
 
     if args.n <= 0 or args.n > 100_000:
         raise GenzooError(f"-n must be between 1 and 100000, got {args.n}.")
     model = load(args.run, ema=not args.no_ema)
     labels = _parse_labels(args.labels, args.n, model)
-    g = torch.Generator().manual_seed(args.seed)
     chunks = []
-    for start in range(0, args.n, args.batch_size):
-        m = min(args.batch_size, args.n - start)
-        lab = labels[start:start + m] if labels is not None else None
-        chunks.append(model.sample(m, labels=lab, generator=g) if lab is not None else model.sample(m, generator=g))
+    generate(model, args.n, args.seed, args.batch_size, labels, progress=args.n > args.batch_size,
+             on_batch=lambda x, _: chunks.append(x))
     images = torch.cat(chunks)
     try:
         out = save_images(images, args.out, labels)

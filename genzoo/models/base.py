@@ -14,8 +14,6 @@ a GAN has "discriminator" then "generator"); ``phase_parameters(phase)`` says wh
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import nn
 
@@ -50,6 +48,3 @@ class GenerativeModel(nn.Module):
         for t in (*self.parameters(), *self.buffers()):
             return t.device
         return torch.device("cpu")
-
-    def config_dict(self) -> dict:
-        return dataclasses.asdict(self.config)

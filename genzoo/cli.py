@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import shutil
@@ -78,7 +79,7 @@ def _resolve_configs(args, run_dir: Path):
     from .checkpoint import config_from_dict, read_config
     from .config import TrainConfig, apply_overrides, parse_set, read_yaml
     from .data import load_split
-    from .models import default_config, model_entry
+    from .models import default_config, default_train_overrides, model_entry
 
     overrides = {}
     if args.config:
@@ -98,7 +99,8 @@ def _resolve_configs(args, run_dir: Path):
         model_cfg = config_from_dict(cls.Config, saved["model"])
         train_cfg = config_from_dict(TrainConfig, saved["train"])
         new_model, new_train = apply_overrides(model_cfg, train_cfg, overrides)
-        may_change = ("steps", "log_every_steps", "sample_every_steps", "ckpt_every_steps", "threads")
+        may_change = ("steps", "log_every_steps", "sample_every_steps", "ckpt_every_steps", "coverage_every_steps",
+                      "threads")
         old, new = {**dataclasses.asdict(model_cfg), **dataclasses.asdict(train_cfg)}, \
             {**dataclasses.asdict(new_model), **dataclasses.asdict(new_train)}
         changed = [k for k in new if new[k] != old[k] and k not in may_change]
@@ -118,7 +120,7 @@ def _resolve_configs(args, run_dir: Path):
         model_cfg = dataclasses.replace(model_cfg, **data_fields)
     except ValueError as e:
         raise GenzooError(f"{args.model} cannot take {args.data} images: {e}.") from None
-    train_cfg = dataclasses.replace(TrainConfig(), **cls.train_defaults)
+    train_cfg = dataclasses.replace(TrainConfig(), **default_train_overrides(args.model))
     return apply_overrides(model_cfg, train_cfg, overrides)
 
 
@@ -183,16 +185,43 @@ def cmd_sample(args) -> int:
     if args.n <= 0 or args.n > 100_000:
         raise GenzooError(f"-n must be between 1 and 100000, got {args.n}.")
     model = load(args.run, ema=not args.no_ema)
+    if args.traverse is not None:
+        return _traverse(model, args)
     labels = _parse_labels(args.labels, args.n, model)
+    extra = {}
+    if args.truncation is not None:
+        if "truncation" not in inspect.signature(model.sample).parameters:
+            raise GenzooError(f"--truncation is the GAN truncation trick; {type(model).__name__} has no such option.")
+        if not 0 < args.truncation <= 10:
+            raise GenzooError(f"--truncation must be in (0, 10], got {args.truncation}.")
+        extra["truncation"] = args.truncation
     chunks = []
     generate(model, args.n, args.seed, args.batch_size, labels, progress=args.n > args.batch_size,
-             on_batch=lambda x, _: chunks.append(x))
+             on_batch=lambda x, _: chunks.append(x), sample_kwargs=extra)
     images = torch.cat(chunks)
     try:
         out = save_images(images, args.out, labels)
     except ValueError as e:
         raise GenzooError(str(e)) from None
     print(f"wrote {len(images)} samples to {out}")
+    return 0
+
+
+def _traverse(model, args) -> int:
+    import torch
+    from .images import save_grid
+    codes = getattr(model, "traversable_codes", ())
+    if not codes:
+        raise GenzooError(f"--traverse needs a model with latent codes to traverse (e.g. infogan); "
+                          f"{type(model).__name__} has none here.")
+    if args.traverse not in codes:
+        raise GenzooError(f"--traverse takes one of {', '.join(codes)}, got {args.traverse!r}.")
+    if not args.out.lower().endswith(".png"):
+        raise GenzooError("--traverse writes one grid: give --out a .png file.")
+    x = model.traverse(args.traverse, n_rows=10, n_cols=10, generator=torch.Generator().manual_seed(args.seed))
+    n_cols = len(x) // 10
+    out = save_grid(x, args.out, nrow=n_cols)
+    print(f"wrote the {args.traverse} traversal (10 rows x {n_cols} values) to {out}")
     return 0
 
 
@@ -248,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="grid.png, samples.npz, or a folder for one PNG per image")
     s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--truncation", type=float, help="GANs: redraw latent entries beyond this magnitude "
+                   "(truncation trick; smaller = cleaner, less varied)")
+    s.add_argument("--traverse", metavar="CODE", help="InfoGAN: write the traversal grid of one code "
+                   "(cat, c0, c1, ...) to --out instead of samples")
     s.set_defaults(func=cmd_sample)
 
     s = sub.add_parser("eval", help="score a run: FID/KID/precision-recall, classifier score, likelihood, CAS")

@@ -31,7 +31,9 @@ class TrainConfig:
     log_every_steps: int = 50          # metrics.jsonl, TensorBoard and the progress bar
     sample_every_steps: int = 1000     # sample grid into samples/; 0 = only at the end
     ckpt_every_steps: int = 1000       # checkpoint into the run folder; 0 = only at the end
-    sample_grid_n: int = 64            # images in each sample grid
+    sample_grid_n: int = 64            # images in each sample grid (conditional models: one row per class)
+    coverage_every_steps: int = 1000   # class histogram of 1000 samples under the frozen classifier
+                                       # (coverage.jsonl, a warning on collapse); 0 = off
     threads: int = 0                   # torch intra-op threads; 0 = torch's default
     final_eval: bool = True            # test-set likelihood bound at the end, where the model has one
 

@@ -53,13 +53,14 @@ def real_features(classifier: Classifier, dataset: str, split: str, subset: int 
 
 @torch.no_grad()
 def generate(model, n: int, seed: int, batch_size: int = 500, labels: torch.Tensor | None = None,
-             progress: bool = True, on_batch=None) -> None:
+             progress: bool = True, on_batch=None, sample_kwargs: dict | None = None) -> None:
     """Draw n samples in batches from a seeded generator, handing each batch to ``on_batch(images, labels)``."""
     g = torch.Generator(device=model.device).manual_seed(seed)
     for start in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress, leave=False):
         m = min(batch_size, n - start)
         lab = labels[start:start + m].to(model.device) if labels is not None else None
-        x = model.sample(m, labels=lab, generator=g) if lab is not None else model.sample(m, generator=g)
+        kw = {"labels": lab} if lab is not None else {}
+        x = model.sample(m, generator=g, **kw, **(sample_kwargs or {}))
         on_batch(x.cpu(), lab)
 
 

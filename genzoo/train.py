@@ -146,8 +146,11 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
     torch.manual_seed(cfg.seed)                       # same init on every rank
     model = build_model(model_name, model_cfg).to(dd.device)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-    optimizers = {ph: torch.optim.Adam(model.phase_parameters(ph), lr=cfg.lr, betas=cfg.adam_betas,
-                                       weight_decay=cfg.weight_decay) for ph in model.phases}
+    optimizers = {ph: torch.optim.Adam(model.phase_parameters(ph), lr=cfg.lr * model.phase_lr_scale(ph),
+                                       betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
+                  for ph in model.phases}
+    repeats = {ph: model.phase_repeats(ph) for ph in model.phases}
+    images_per_step = max(repeats.values()) * cfg.batch_size
     sampler = BatchSampler(len(images), cfg.batch_size, cfg.seed)
     torch.manual_seed(cfg.seed * 7919 + 1 + dd.rank)   # model noise: its own stream per rank
     step = 0
@@ -209,6 +212,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
             "optimizers": {ph: opt.state_dict() for ph, opt in optimizers.items()}})
 
     sample_gen_seed = cfg.seed + 12345
+    coverage = CoverageCheck(data_name, model, dd.device) if dd.main and cfg.coverage_every_steps > 0 else None
 
     def sample_grid(at_step: int) -> Path | None:
         if not dd.main:
@@ -216,11 +220,37 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         net_s = ema if ema is not None else model
         was_training = net_s.training
         net_s.eval()
-        x = net_s.sample(cfg.sample_grid_n, generator=torch.Generator(dd.device).manual_seed(sample_gen_seed))
+        g = torch.Generator(dd.device).manual_seed(sample_gen_seed)
+        nrow = None
+        if model.conditional:     # one row per class
+            nrow = max(1, cfg.sample_grid_n // model.config.num_classes)
+            labels = torch.arange(model.config.num_classes, device=dd.device).repeat_interleave(nrow)
+            x = net_s.sample(len(labels), labels=labels, generator=g)
+        else:
+            x = net_s.sample(cfg.sample_grid_n, generator=g)
         net_s.train(was_training)
-        path = save_grid(x, run_dir / "samples" / f"step_{at_step:07d}.png")
-        save_grid(x, run_dir / "samples.png")
+        path = save_grid(x, run_dir / "samples" / f"step_{at_step:07d}.png", nrow=nrow)
+        save_grid(x, run_dir / "samples.png", nrow=nrow)
         return path
+
+    def check_coverage(at_step: int) -> None:
+        net_s = ema if ema is not None else model
+        was_training = net_s.training
+        net_s.eval()
+        report = coverage(net_s, seed=sample_gen_seed)
+        net_s.train(was_training)
+        if report is None:
+            return
+        with open(run_dir / "coverage.jsonl", "a") as f:
+            f.write(json.dumps({"step": at_step, **report}) + "\n")
+        writer.add_scalar("coverage/classes", report["classes_present"], at_step)
+        writer.add_scalar("coverage/entropy", report["normalised_entropy"], at_step)
+        if "label_accuracy" in report:
+            writer.add_scalar("coverage/label_accuracy", report["label_accuracy"], at_step)
+        if report["classes_present"] < report["num_classes"]:
+            tqdm.write(f"warning: step {at_step}: mode coverage: the frozen {data_name} classifier finds only "
+                       f"{report['classes_present']} of {report['num_classes']} classes in {report['n']} samples "
+                       f"(class shares {report['histogram']}); the generator may be collapsing.")
 
     autocast = (torch.autocast(dd.device.type, dtype=torch.bfloat16) if cfg.bf16
                 else contextlib.nullcontext())
@@ -242,22 +272,30 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
 
     with _StopFlag() as stop:
         model.train()
-        while step < cfg.steps:
+        def next_batch() -> dict:
             idx = sampler.next()
             if dd.world > 1:
                 idx = idx[dd.rank::dd.world]
             x = images[idx].float().div_(255).to(dd.device, non_blocking=True)    # (b, C, H, W) in [0, 1]
-            batch = {"x": x, "y": labels[idx].to(dd.device)}
+            return {"x": x, "y": labels[idx].to(dd.device)}
+
+        while step < cfg.steps:
+            batch = next_batch()
             for phase in model.phases:
                 opt = optimizers[phase]
-                opt.zero_grad(set_to_none=True)
-                with autocast:
-                    out = net(batch, phase=phase)
-                out["loss"].backward()
-                if cfg.grad_clip_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(model.phase_parameters(phase), cfg.grad_clip_norm)
-                opt.step()
-                for k, v in out.items():
+                for r in range(repeats[phase]):
+                    if r > 0:              # each extra critic step sees fresh data
+                        batch = next_batch()
+                    opt.zero_grad(set_to_none=True)
+                    with autocast:
+                        out = net(batch, phase=phase)
+                    out["loss"].backward()
+                    # the norm before clipping; inf = measure only
+                    norm = torch.nn.utils.clip_grad_norm_(
+                        model.phase_parameters(phase), cfg.grad_clip_norm if cfg.grad_clip_norm > 0 else math.inf)
+                    opt.step()
+                out["grad_norm"] = norm
+                for k, v in out.items():   # the last repeat's values
                     key = f"{phase}/{k}" if multi else k
                     v = v.detach().float()
                     sums[key] = sums[key] + v if key in sums else v
@@ -293,7 +331,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
                         f"Training stopped: {', '.join(bad)} became non-finite between steps "
                         f"{step - n_acc + 1} and {step}; {kept}. Try a lower lr, grad_clip_norm, or bf16=false.")
                 now = time.perf_counter()
-                img_s = (step - step_log) * cfg.batch_size / max(now - t_log, 1e-9)
+                img_s = (step - step_log) * images_per_step / max(now - t_log, 1e-9)
                 if warm_step is None:       # the first interval holds warm-up; throughput counts after it
                     warm_step, t_warm = step, now
                 t_log, step_log = now, step
@@ -310,6 +348,8 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
                                     refresh=False)
             if cfg.sample_every_steps > 0 and step % cfg.sample_every_steps == 0 and not is_last:
                 sample_grid(step)
+            if coverage is not None and (step % cfg.coverage_every_steps == 0 or is_last):
+                check_coverage(step)
             if do_ckpt:
                 save(step)
                 last_saved = step
@@ -321,7 +361,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
     summary["step"] = step
     summary["train_wall_s"] = round(wall, 2)
     if warm_step is not None and step > warm_step:
-        summary["train_img_per_s"] = round((step - warm_step) * cfg.batch_size / (time.perf_counter() - t_warm), 1)
+        summary["train_img_per_s"] = round((step - warm_step) * images_per_step / (time.perf_counter() - t_warm), 1)
     if stop.signal is not None:
         summary["status"] = "interrupted"
     else:
@@ -339,6 +379,53 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
     net = None
     _shutdown(dd)
     return summary
+
+
+class CoverageCheck:
+    """Mode coverage: the class histogram of a generated batch under the data set's frozen classifier.
+
+    A class counts as present when it gets at least a quarter of its fair share (n / 4C) of the
+    samples; fewer present classes than the data set has means the generator is dropping modes.
+    Inactive (returns None) where genzoo ships no classifier for the data set or the shapes differ.
+    """
+
+    def __init__(self, data_name: str, model, device, n: int = 1000):
+        from .classifier import load_frozen
+        self.n = n
+        try:
+            with torch.random.fork_rng(devices=[]):    # building the network draws init weights: keep the
+                self.classifier = load_frozen(data_name)[0].to(device)   # training RNG stream untouched
+        except GenzooError:
+            self.classifier = None
+            return
+        c = self.classifier.config
+        if (c.channels, c.image_size) != (model.config.channels, model.config.image_size):
+            self.classifier = None
+
+    @torch.no_grad()
+    def __call__(self, model, seed: int) -> dict | None:
+        if self.classifier is None:
+            return None
+        k = self.classifier.config.num_classes
+        g = torch.Generator(model.device).manual_seed(seed)
+        preds, asked = [], []
+        for start in range(0, self.n, 250):
+            m = min(250, self.n - start)
+            if model.conditional:     # balanced labels; the histogram then also shows whether they are obeyed
+                lab = torch.arange(start, start + m, device=model.device) % model.config.num_classes
+                x = model.sample(m, labels=lab, generator=g)
+                asked.append(lab.cpu())
+            else:
+                x = model.sample(m, generator=g)
+            preds.append(self.classifier(x.float()).argmax(1).cpu())
+        preds = torch.cat(preds)
+        share = torch.bincount(preds, minlength=k).double() / len(preds)
+        entropy = -(share * share.clamp_min(1e-12).log()).sum() / math.log(k)
+        out = {"n": self.n, "num_classes": k, "classes_present": int((share >= 0.25 / k).sum()),
+               "normalised_entropy": round(entropy.item(), 4), "histogram": [round(v, 3) for v in share.tolist()]}
+        if asked:   # how often the classifier agrees with the label the sample was drawn for
+            out["label_accuracy"] = round((preds == torch.cat(asked)).double().mean().item(), 4)
+        return out
 
 
 def final_eval(model, data_name: str, progress: bool) -> dict:

@@ -11,14 +11,14 @@ from torch import nn
 from genzoo.models import default_config, register_model
 from genzoo.models.base import GenerativeModel
 
-TINY = {"width": 8, "latent_dim": 4, "res_blocks": 1}
+TINY = {"width": 8, "latent_dim": 4, "res_blocks": 1, "mlp_hidden": 16}
 
 
 def tiny_config(name: str, channels: int = 1, image_size: int = 8):
     cfg = default_config(name)
     fields = {f.name for f in dataclasses.fields(cfg)}
     over = {k: v for k, v in TINY.items() if k in fields}
-    return dataclasses.replace(cfg, channels=channels, image_size=image_size, **over)
+    return dataclasses.replace(cfg, channels=channels, image_size=image_size, num_classes=10, **over)
 
 
 def tiny_args(name: str) -> list[str]:

@@ -1,4 +1,9 @@
-"""The model registry: a name maps to a class and a preset (config overrides), nothing else."""
+"""The model registry: a name maps to a class and a preset, nothing else.
+
+A preset is a dict of the model config's fields; its optional "train" entry holds the training
+defaults the preset's paper uses (learning rates, Adam betas, steps), on top of the class's
+``train_defaults``. The user's --set and YAML still win over both.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -8,10 +13,25 @@ from .base import GenerativeModel
 from .gan import GAN
 from .vae import VAE
 
-# name -> (class, preset of config overrides, one-line description)
+_TTUR = {"lr": 1e-4, "adam_betas": (0.0, 0.9)}
+
+# name -> (class, preset, one-line description)
 MODELS: dict[str, tuple[type[GenerativeModel], dict, str]] = {
     "vae": (VAE, {}, "convolutional VAE (Kingma & Welling 2014), Bernoulli decoder, IWAE log-likelihood"),
+    "gan": (GAN, {"arch": "mlp", "train": {"steps": 15000}},
+            "the original MLP GAN (Goodfellow et al. 2014): ReLU generator, maxout discriminator"),
     "dcgan": (GAN, {}, "DCGAN (Radford et al. 2016) with the non-saturating GAN loss"),
+    "wgan-gp": (GAN, {"loss": "wgan-gp", "n_critic": 5, "d_norm": "layer", "train": {**_TTUR, "steps": 4000}},
+                "WGAN-GP (Gulrajani et al. 2017): critic with per-sample gradient penalty, n_critic 5"),
+    "cgan": (GAN, {"conditioning": "projection", "loss": "hinge", "spectral_norm": "d", "d_norm": "none",
+                   "train": {"adam_betas": (0.0, 0.9)}},
+             "class-conditional GAN with a projection discriminator (Miyato & Koyama 2018), hinge loss"),
+    "acgan": (GAN, {"conditioning": "acgan"}, "auxiliary-classifier GAN (Odena et al. 2017)"),
+    "infogan": (GAN, {"latent_dim": 62, "info_cat": 10, "info_cont": 2},
+                "InfoGAN (Chen et al. 2016): a 10-way and two continuous codes with the mutual-information term"),
+    "sagan": (GAN, {"attention": True, "spectral_norm": "both", "loss": "hinge", "d_norm": "none",
+                    "d_lr_scale": 4.0, "train": _TTUR},
+              "SAGAN (Zhang et al. 2019): self-attention, spectral norm in G and D, hinge loss, lr 1e-4 / 4e-4"),
 }
 
 
@@ -31,7 +51,13 @@ def model_entry(name: str) -> tuple[type[GenerativeModel], dict, str]:
 def default_config(name: str):
     """The model's config dataclass with its preset applied (data-dependent fields not yet set)."""
     cls, preset, _ = model_entry(name)
-    return dataclasses.replace(cls.Config(), **preset)
+    return dataclasses.replace(cls.Config(), **{k: v for k, v in preset.items() if k != "train"})
+
+
+def default_train_overrides(name: str) -> dict:
+    """Training-config defaults for this model: the class's, then the preset's "train" entry."""
+    cls, preset, _ = model_entry(name)
+    return {**cls.train_defaults, **preset.get("train", {})}
 
 
 def build_model(name: str, config) -> GenerativeModel:

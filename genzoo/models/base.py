@@ -9,7 +9,8 @@ and may provide the capabilities it really has: ``log_prob(x, ...)`` (nats per i
 ``encode``/``decode``, class conditioning (``conditional = True``, labels in [0, num_classes)).
 
 ``phases`` names the optimisers, stepped in this order once per training step (a VAE has one,
-a GAN has "discriminator" then "generator"); ``phase_parameters(phase)`` says what each steps.
+a GAN has "discriminator" then "generator"); ``phase_parameters(phase)`` says what each steps,
+``phase_repeats`` and ``phase_lr_scale`` how often and how fast.
 ``forward`` is ``loss`` so that DistributedDataParallel sees the computation.
 """
 from __future__ import annotations
@@ -31,6 +32,14 @@ class GenerativeModel(nn.Module):
 
     def phase_parameters(self, phase: str):
         return list(self.parameters())
+
+    def phase_repeats(self, phase: str) -> int:
+        """Optimiser steps of this phase per training step, each on a fresh batch (a WGAN critic: 5)."""
+        return 1
+
+    def phase_lr_scale(self, phase: str) -> float:
+        """This phase's learning rate as a multiple of the training lr (two time-scale updates)."""
+        return 1.0
 
     def forward(self, batch: dict, phase: str = "model") -> dict:
         return self.loss(batch, phase)

@@ -230,13 +230,29 @@ def cmd_eval(args) -> int:
 
     wanted = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     result = evaluate_run(args.run, wanted, n=args.n, split=args.split, ema=args.ema, seed=args.seed,
-                          batch_size=args.batch_size, iwae_k=args.iwae_k, progress=not args.no_progress)
+                          batch_size=args.batch_size, iwae_k=args.iwae_k, progress=not args.no_progress,
+                          features=args.features, trust_features=args.trust_features)
     result["command"] = "genzoo " + " ".join(args.argv)
     print(format_table(result))
     out = Path(args.out) if args.out else Path(args.run) / "eval.json"
     write_result(result, out)
     print(f"wrote {out}")
     return 0 if result["metrics"] else 2
+
+
+EVAL_HELP = """\
+Score a run as METRICS.md defines it. fid, kid, pr (precision/recall, density/coverage) and score
+(classifier score) use genzoo's frozen classifier for the data set; nll and cas where the model has them.
+
+inception_fid is FID in the pool3 features of ImageNet InceptionV3, with the real-vs-real reference
+inception_fid_ref beside it. genzoo never downloads the weights: fetch one of these files yourself
+(the first is the TensorFlow FID network that papers report) and pass its path with --features.
+  https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth
+  https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth
+A file is checked by its sha256; any other file (e.g. converted to .safetensors) needs --trust-features
+and is recorded as unverified. Example:
+  genzoo eval runs/dcgan-mnist --metrics fid,inception_fid --features pt_inception-2015-12-05-6726825d.pth
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -283,10 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(cat, c0, c1, ...) to --out instead of samples")
     s.set_defaults(func=cmd_sample)
 
-    s = sub.add_parser("eval", help="score a run: FID/KID/precision-recall, classifier score, likelihood, CAS")
+    s = sub.add_parser("eval", help="score a run: FID/KID/precision-recall, classifier score, likelihood, CAS, "
+                       "Inception FID", formatter_class=argparse.RawDescriptionHelpFormatter, description=EVAL_HELP)
     s.add_argument("run", help="run folder")
     s.add_argument("--metrics", default="fid,kid,pr,score,nll,cas",
-                   help="comma-separated subset of fid,kid,pr,score,nll,cas (default: all that apply)")
+                   help="comma-separated subset of fid,kid,pr,score,nll,cas,inception_fid (default: all that "
+                   "apply except inception_fid, which costs 5.7 G multiply-adds an image and needs --features)")
     s.add_argument("--n", type=int, default=10_000, help="generated images (default 10000)")
     s.add_argument("--split", default="test", choices=["test", "train"], help="real split to compare with")
     s.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="EMA weights (default) or raw")
@@ -294,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--iwae-k", type=int, default=1000, help="importance samples for a VAE's NLL (default 1000)")
     s.add_argument("--batch-size", type=int, default=500)
     s.add_argument("--out", help="result JSON (default RUN/eval.json)")
+    s.add_argument("--features", metavar="PATH", help="InceptionV3 weights for inception_fid (.pth/.pt, or the "
+                   "same state dict as .safetensors): pytorch-fid's or torchvision's file, checked by its sha256")
+    s.add_argument("--trust-features", action="store_true", help="use a --features file that is not one of the "
+                   "two known ones (e.g. converted to safetensors); the result records verified: false")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_eval)
     return p

@@ -1,6 +1,6 @@
-"""`genzoo eval`: sample quality in the frozen classifier's feature space, likelihood, and CAS,
-as METRICS.md defines them. Metrics are asked of the model's capabilities; one that does not
-apply is refused with its reason, never skipped in silence.
+"""`genzoo eval`: sample quality in the frozen classifier's feature space, likelihood, CAS, and
+Inception FID from user-supplied InceptionV3 weights, as METRICS.md defines them. Metrics are asked
+of the model's capabilities; one that does not apply is refused with its reason, never skipped in silence.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from .classifier import Classifier, asset_paths, load_frozen, predict
 from .data import data_root, load_split
 from .errors import GenzooError
 
-ALL_METRICS = ("fid", "kid", "pr", "score", "nll", "cas")
+ALL_METRICS = ("fid", "kid", "pr", "score", "nll", "cas", "inception_fid")
+DEFAULT_METRICS = ("fid", "kid", "pr", "score", "nll", "cas")   # inception_fid (5.7 G mult-adds an image): by name
 REF_TRAIN_SUBSET = 10_000        # train images in the real-vs-real reference
 REF_SEED = 0
 
@@ -33,17 +34,32 @@ def classifier_hash(dataset: str) -> str:
 def real_features(classifier: Classifier, dataset: str, split: str, subset: int | None = None,
                   progress: bool = True) -> torch.Tensor:
     """Features of a real split (or a seeded subset of it), cached per data set, split and network hash."""
+    return _cached_real(classifier_hash(dataset), dataset, split, subset,
+                        lambda images: predict(classifier, images)[0])
+
+
+def real_inception_features(net, sha256: str, dataset: str, split: str, subset: int | None = None,
+                            progress: bool = True) -> torch.Tensor:
+    """InceptionV3 features (N, 2048) of a real split (or a seeded subset of it), cached per data set, split,
+    input size and weight file (the first 16 hex digits of its sha256)."""
+    from .inception import INPUT_SIZE, inception_features
+    return _cached_real(f"inception{INPUT_SIZE}-{sha256[:16]}", dataset, split, subset,
+                        lambda images: inception_features(net, images, progress=progress,
+                                                          desc=f"Inception features of {dataset} {split}"))
+
+
+def _cached_real(network_tag: str, dataset: str, split: str, subset: int | None, extract) -> torch.Tensor:
+    # extract(uint8 images (N, C, H, W)) -> features (N, D), computed once and kept in DATA/stats
     tag = f"{dataset}-{split}" + (f"-sub{subset}-seed{REF_SEED}" if subset else "")
-    path = data_root() / "stats" / f"{tag}-{classifier_hash(dataset)}.npz"
+    path = data_root() / "stats" / f"{tag}-{network_tag}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as f:
             return torch.from_numpy(f["features"])
-    data = load_split(dataset, split)
-    images = data.images
+    images = load_split(dataset, split).images
     if subset and subset < len(images):
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(REF_SEED))[:subset]
         images = images[idx]
-    feats, _ = predict(classifier, images)
+    feats = extract(images)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, features=feats.numpy())
@@ -66,14 +82,24 @@ def generate(model, n: int, seed: int, batch_size: int = 500, labels: torch.Tens
 
 def sample_features(model, classifier: Classifier, n: int, seed: int, batch_size: int = 500,
                     labels: torch.Tensor | None = None, progress: bool = True):
-    feats, probs = [], []
+    """(features (n, D), probabilities (n, C)) of n seeded samples under the frozen classifier."""
+    return generated_features(model, {"classifier": lambda x: predict(classifier, x)}, n, seed, batch_size,
+                              labels, progress)["classifier"]
+
+
+def generated_features(model, extractors: dict, n: int, seed: int, batch_size: int = 500,
+                       labels: torch.Tensor | None = None, progress: bool = True) -> dict:
+    """Draw n samples once (as ``generate`` does) and map every batch through each extractor
+    ``{name: fn(images) -> tensor or tuple of tensors}``; returns ``{name: the results concatenated}``.
+    Only the outputs are kept, never the images."""
+    chunks = {name: [] for name in extractors}
 
     def take(x, _):
-        f, p = predict(classifier, x)
-        feats.append(f)
-        probs.append(p)
+        for name, fn in extractors.items():
+            chunks[name].append(fn(x))
     generate(model, n, seed, batch_size, labels, progress, take)
-    return torch.cat(feats), torch.cat(probs)
+    return {name: torch.cat(c) if torch.is_tensor(c[0]) else tuple(torch.cat(parts) for parts in zip(*c))
+            for name, c in chunks.items()}
 
 
 def machine() -> str:
@@ -121,16 +147,25 @@ def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress
     return {"bpd": bits_per_dim(nll, images[0].numel())}
 
 
-def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = ALL_METRICS, n: int = 10_000, split: str = "test",
-                 ema: bool = True, seed: int = 0, batch_size: int = 500, iwae_k: int = 1000,
-                 progress: bool = True) -> dict:
-    """Evaluate a run folder; returns the result record of METRICS.md ("metrics", "refused", provenance)."""
+def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS, n: int = 10_000,
+                 split: str = "test", ema: bool = True, seed: int = 0, batch_size: int = 500, iwae_k: int = 1000,
+                 progress: bool = True, features: str | Path | None = None, trust_features: bool = False) -> dict:
+    """Evaluate a run folder; returns the result record of METRICS.md ("metrics", "refused", provenance).
+
+    ``features`` is the path of local InceptionV3 weights for ``inception_fid`` (genzoo.inception); a file
+    that is not one of the two known ones is used only with ``trust_features``.
+    """
     import genzoo
     unknown = [m for m in wanted if m not in ALL_METRICS]
     if unknown:
         raise GenzooError(f"Unknown metric {', '.join(unknown)}; choose from {', '.join(ALL_METRICS)}.")
     if not 2 <= n <= 1_000_000:
         raise GenzooError(f"--n must be between 2 and 1000000, got {n}.")
+    if features is not None and "inception_fid" not in wanted:
+        raise GenzooError("--features gives the InceptionV3 weights of inception_fid; add inception_fid to "
+                          "--metrics (e.g. --metrics fid,inception_fid).")
+    if trust_features and features is None:
+        raise GenzooError("--trust-features applies to the weights given with --features; pass both.")
     config = read_config(run_dir)
     dataset, name = config["data"], config["model_name"]
     model = genzoo.load(run_dir, ema=ema)
@@ -142,6 +177,14 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = ALL_METRICS, n: 
         refused["nll"] = f"{name} defines no likelihood (a GAN has none to report)"
     if "cas" in wanted and not model.conditional:
         refused["cas"] = f"CAS needs a class-conditional model; {name} is unconditional"
+    inception = inception_record = None
+    if "inception_fid" in wanted:
+        if features is None:
+            refused["inception_fid"] = ("needs local InceptionV3 weights, which genzoo never downloads: pass "
+                                        "--features PATH (README, Evaluation)")
+        else:   # a missing, unknown or malformed file stops here, before any sampling
+            from .inception import load_inception
+            inception, inception_record = load_inception(features, trust=trust_features)
     feature_wanted = [m for m in ("fid", "kid", "pr", "score", "cas") if m in wanted and m not in refused]
     classifier = record = None
     if feature_wanted:
@@ -152,9 +195,18 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = ALL_METRICS, n: 
                 refused[m] = str(e)
             feature_wanted = []
 
+    # every sample-based metric sees the same n seeded samples, drawn once
+    extractors = {}
     if any(m in feature_wanted for m in ("fid", "kid", "pr", "score")):
-        labels = balanced_labels(n, model.config.num_classes) if model.conditional else None
-        fake, probs = sample_features(model, classifier, n, seed, batch_size, labels, progress)
+        extractors["classifier"] = lambda x: predict(classifier, x)
+    if inception is not None:
+        from .inception import inception_features
+        extractors["inception"] = lambda x: inception_features(inception, x)
+    labels = balanced_labels(n, model.config.num_classes) if model.conditional else None
+    got = generated_features(model, extractors, n, seed, batch_size, labels, progress) if extractors else {}
+
+    if "classifier" in got:
+        fake, probs = got["classifier"]
         real = real_features(classifier, dataset, split, progress=progress)
         if "fid" in wanted:
             out["fid"] = metrics.fid(fake, real)
@@ -169,6 +221,12 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = ALL_METRICS, n: 
             out.update(metrics.density_coverage(real, fake, k=5))
         if "score" in wanted:
             out["classifier_score"] = metrics.classifier_score(probs)
+    if "inception" in got:
+        sha = inception_record["sha256"]
+        real = real_inception_features(inception, sha, dataset, split, progress=progress)
+        out["inception_fid"] = metrics.fid(got["inception"], real)
+        ref = real_inception_features(inception, sha, dataset, "train", subset=REF_TRAIN_SUBSET, progress=progress)
+        out["inception_fid_ref"] = metrics.fid(ref, real)
     if "nll" in wanted and "nll" not in refused:
         out.update(likelihood(model, dataset, split, iwae_k, seed, progress))
     if "cas" in feature_wanted:
@@ -177,11 +235,13 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = ALL_METRICS, n: 
     return {
         "model": name, "dataset": dataset, "split": split, "run": str(run_dir), "genzoo_version": __version__,
         "checkpoint": "ema" if ema and (Path(run_dir) / "ema.safetensors").exists() else "raw",
-        "n_generated": n if any(m in out for m in ("fid", "kid_mean", "precision", "classifier_score")) else 0,
+        "n_generated": n if any(m in out for m in ("fid", "kid_mean", "precision", "classifier_score",
+                                                   "inception_fid")) else 0,
         "seed": seed, "machine": machine(), "device": str(model.device), "wall_s": round(time.perf_counter() - t0, 1),
         "feature_network": None if record is None else {
             "name": f"genzoo classifier-{dataset}", "sha256_16": classifier_hash(dataset),
             "test_accuracy": record["test_accuracy"], "feature_dim": classifier.num_features},
+        **({"inception_network": inception_record} if "inception_fid" in out else {}),
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()},
         "refused": refused,
     }
@@ -214,8 +274,15 @@ def format_table(result: dict) -> str:
             f"{result['n_generated']} samples, seed {result['seed']})"]
     for k, v in result["metrics"].items():
         rows.append(f"  {k:<17} {v:.4f}" if isinstance(v, float) else f"  {k:<17} {v}")
-    if "fid" in result["metrics"]:
-        rows.append(f"  (fid_ref is real vs real: {REF_TRAIN_SUBSET} train images vs the {result['split']} set)")
+    refs = [k for k in ("fid_ref", "inception_fid_ref") if k in result["metrics"]]
+    if refs:
+        rows.append(f"  ({' and '.join(refs)} {'is' if len(refs) == 1 else 'are'} real vs real: {REF_TRAIN_SUBSET} "
+                    f"train images vs the {result['split']} set)")
+    net = result.get("inception_network")
+    if net:
+        trust = "verified" if net["verified"] else "NOT verified, used with --trust-features"
+        rows.append(f"  (inception_fid: InceptionV3 {net['variant']} weights {net['file']}, sha256 "
+                    f"{net['sha256'][:16]}..., {trust})")
     for k, why in result["refused"].items():
         rows.append(f"  {k:<17} refused: {why}")
     return "\n".join(rows)

@@ -1,5 +1,5 @@
 """Sample-quality metrics on feature tensors, as defined in METRICS.md: FID, KID, precision/recall,
-density/coverage and the classifier score.
+density/coverage and the classifier score; and Inception FID on images, from local InceptionV3 weights.
 
 Pure functions: features (N, D) in, Python floats out. With ``dataset="mnist"`` (or another data set
 genzoo ships a classifier for) they take images (N, C, H, W) in [0, 1] instead, map them through that
@@ -238,6 +238,47 @@ def classifier_score(probs, *, dataset: str | None = None) -> float:
     # xlogy gives 0 log 0 = 0; where p(y|x) > 0 also p(y) > 0, so no log(0) is ever used
     kl = (torch.xlogy(p, p) - torch.xlogy(p, p_y)).sum(1)        # (N,) nats
     return float(kl.mean().exp())
+
+
+# ---------------------------------------------------------------------------------------------
+# Inception FID
+
+
+def inception_fid(images_a, images_b=None, *, weights, dataset: str | None = None, split: str = "test",
+                  trust: bool = False, batch_size: int = 50) -> float:
+    """FID in the 2048-d pool3 features of ImageNet InceptionV3 ("Inception FID", METRICS.md).
+
+    ``weights`` is the path of a local InceptionV3 file, pytorch-fid's pt_inception-2015-12-05-6726825d.pth
+    or torchvision's inception_v3_google-0cc3c7bd.pth (genzoo never downloads them; see genzoo.inception).
+    Any other file, e.g. one converted to safetensors, is refused unless ``trust=True``. Images are
+    (N, C, H, W), uint8 or float in [0, 1], C = 1 (repeated to RGB) or 3, any size (resized to 299 x 299).
+    Without ``images_b``, ``images_a`` is compared with the real ``split`` of ``dataset``, whose features are
+    cached per weight file:
+    ``inception_fid(images, weights="pt_inception-2015-12-05-6726825d.pth", dataset="mnist")``.
+    """
+    from .inception import inception_features, load_inception
+    if images_b is None and dataset is None:
+        raise GenzooError("pass two image sets, or images with dataset=NAME to compare with real data.")
+    images_a = _check_images(images_a, (1, 3))
+    images_b = None if images_b is None else _check_images(images_b, (1, 3))
+    net, record = load_inception(weights, trust=trust)
+    a = inception_features(net, images_a, batch_size)
+    if images_b is not None:
+        b = inception_features(net, images_b, batch_size)
+    else:
+        from .evaluate import real_inception_features
+        b = real_inception_features(net, record["sha256"], dataset, split)
+    return fid(a, b)
+
+
+def _check_images(images, channels: tuple[int, ...]) -> torch.Tensor:
+    images = torch.as_tensor(images)
+    if images.dim() != 4 or images.shape[1] not in channels:
+        raise GenzooError(f"the inputs must be images (N, C, H, W) with C in {channels}; got shape "
+                          f"{tuple(images.shape)}.")
+    if images.dtype != torch.uint8 and (images.min() < 0 or images.max() > 1):
+        raise GenzooError("images must be floats in [0, 1] (or uint8).")
+    return images
 
 
 # ---------------------------------------------------------------------------------------------

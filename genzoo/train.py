@@ -14,6 +14,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -250,7 +251,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         if report["classes_present"] < report["num_classes"]:
             tqdm.write(f"warning: step {at_step}: mode coverage: the frozen {data_name} classifier finds only "
                        f"{report['classes_present']} of {report['num_classes']} classes in {report['n']} samples "
-                       f"(class shares {report['histogram']}); the generator may be collapsing.")
+                       f"(class shares {report['histogram']}); the generator may be collapsing.", file=sys.stderr)
 
     autocast = (torch.autocast(dd.device.type, dtype=torch.bfloat16) if cfg.bf16
                 else contextlib.nullcontext())

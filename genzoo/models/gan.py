@@ -278,9 +278,10 @@ class GAN(GenerativeModel):
 
     def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor, y) -> torch.Tensor:
         # x^ on the segment from fake to real with one eps per sample (Algorithm 1, line 6), in float32
-        eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+        dtype = torch.promote_types(real.dtype, torch.float32)
+        eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device).to(dtype)
         with torch.autocast(real.device.type, enabled=False):
-            x_hat = (eps * real.float() + (1 - eps) * fake.float()).requires_grad_(True)
+            x_hat = (eps * real.to(dtype) + (1 - eps) * fake.to(dtype)).requires_grad_(True)
             out, _ = self.discriminator(x_hat, y)
             (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
         return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()

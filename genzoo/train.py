@@ -373,7 +373,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         writer.close()
         curves = plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
         summary["curves"] = str(curves) if curves else None
-        if cfg.final_eval and hasattr(model, "log_prob") and summary["status"] == "finished":
+        if cfg.final_eval and model.has_likelihood and summary["status"] == "finished":
             summary.update(final_eval(ema if ema is not None else model, data_name, progress))
         ckpt.atomic_write(run_dir / "summary.json",
                           lambda p: Path(p).write_text(json.dumps(summary, indent=2) + "\n"))
@@ -431,14 +431,19 @@ class CoverageCheck:
 
 def final_eval(model, data_name: str, progress: bool) -> dict:
     """Test-set likelihood bound of the trained model, in nats per image (METRICS.md)."""
-    from .likelihood import mean_bound
+    from .likelihood import bits_per_dim, is_binarized, mean_bound
 
     test = load_split(data_name, "test")
     was_training = model.training
     model.eval()
     out = {"test_split": f"{data_name} test ({len(test.images)} images)"}
     if hasattr(model, "elbo"):   # reported as METRICS.md does: -ELBO, an upper bound on the NLL
-        out["elbo_nats"] = round(-mean_bound(model, test.images, "elbo", progress=progress), 3)
+        labels = test.labels if model.conditional else None
+        elbo = mean_bound(model, test.images, "elbo", progress=progress, labels=labels)
+        if is_binarized(model):
+            out["elbo_nats"] = round(-elbo, 3)
+        else:
+            out["elbo_bpd"] = round(bits_per_dim(-elbo, test.images[0].numel()), 4)
     model.train(was_training)
     return out
 

@@ -19,8 +19,8 @@ def _model():
     with torch.no_grad():
         # q(z|x) = N(0.3, 1.2^2) for every x: not the true posterior, but wider than the prior, so the
         # importance weights p(x, z) / q(z|x) are bounded and the k-sample bound converges quickly
-        model.encoder[-1].weight.zero_()
-        model.encoder[-1].bias.copy_(torch.tensor([0.3, 2 * math.log(1.2)]))
+        model.enc_head.weight.zero_()
+        model.enc_head.bias.copy_(torch.tensor([0.3, 2 * math.log(1.2)]))
     return model
 
 

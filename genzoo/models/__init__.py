@@ -17,7 +17,16 @@ _TTUR = {"lr": 1e-4, "adam_betas": (0.0, 0.9)}
 
 # name -> (class, preset, one-line description)
 MODELS: dict[str, tuple[type[GenerativeModel], dict, str]] = {
-    "vae": (VAE, {}, "convolutional VAE (Kingma & Welling 2014), Bernoulli decoder, IWAE log-likelihood"),
+    "vae-mlp": (VAE, {"arch": "mlp", "latent_dim": 50},
+                "the original MLP VAE (Kingma & Welling 2014): two tanh layers of 500 units each way, 50-d latent"),
+    "vae": (VAE, {}, "convolutional VAE (Kingma & Welling 2014); Bernoulli decoder on binarized data, "
+                     "discretised logistic on 8-bit data; IWAE log-likelihood"),
+    "beta-vae": (VAE, {"beta": 4.0, "latent_dim": 10},
+                 "beta-VAE (Higgins et al. 2017): KL weighted by beta = 4, 10-d latent for traversals"),
+    "cvae": (VAE, {"conditional": True}, "conditional VAE (Sohn et al. 2015): q(z|x, y) and p(x|z, y)"),
+    "iwae": (VAE, {"iwae_k": 5}, "IWAE (Burda et al. 2016): the conv VAE trained on the k = 5 importance-weighted bound"),
+    "vaegan": (VAE, {"adversarial": True, "train": {"lr": 3e-4, "adam_betas": (0.5, 0.999), "batch_size": 64}},
+               "VAE-GAN (Larsen et al. 2016): reconstruction in a discriminator's feature space, three losses"),
     "gan": (GAN, {"arch": "mlp", "train": {"steps": 15000}},
             "the original MLP GAN (Goodfellow et al. 2014): ReLU generator, maxout discriminator"),
     "dcgan": (GAN, {}, "DCGAN (Radford et al. 2016) with the non-saturating GAN loss"),

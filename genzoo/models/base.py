@@ -47,6 +47,15 @@ class GenerativeModel(nn.Module):
     def loss(self, batch: dict, phase: str = "model") -> dict:
         raise NotImplementedError
 
+    @property
+    def has_likelihood(self) -> bool:
+        """Whether log_prob is a likelihood (exact or a stated bound) that evaluation may report."""
+        return hasattr(self, "log_prob")
+
+    @property
+    def no_likelihood_reason(self) -> str:
+        return "a GAN has none to report"
+
     @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:

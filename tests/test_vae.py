@@ -1,0 +1,189 @@
+"""The VAE family: likelihoods against float64 brute force, the presets' defining equations, and
+the capabilities later applications use (encode, decode, reconstruct, log_prob with labels)."""
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genzoo import evaluate
+from genzoo.models import build_model, default_config
+from genzoo.models.vae import VAE, VAEConfig, discretized_logistic_log_prob
+from helpers import tiny_config
+
+
+def _bits(n=6, c=1, s=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"x": torch.rand(n, c, s, s, generator=g), "y": torch.randint(0, 10, (n,), generator=g)}
+
+
+def test_presets_set_what_their_papers_define():
+    assert default_config("vae-mlp").arch == "mlp"
+    assert default_config("beta-vae").beta > 1
+    assert default_config("cvae").conditional
+    assert default_config("iwae").iwae_k > 1
+    assert default_config("vaegan").adversarial
+
+
+def test_discretised_logistic_is_a_distribution_over_256_levels():
+    # against a float64 brute force: CDF differences at the bin edges, tails in the edge bins
+    g = torch.Generator().manual_seed(0)
+    mean = torch.rand(7, generator=g, dtype=torch.float64) * 2.4 - 1.2
+    log_s = torch.rand(7, generator=g, dtype=torch.float64) * 6 - 6       # scales from 0.0025 to 1
+    k = torch.arange(256, dtype=torch.float64)
+    logp = discretized_logistic_log_prob(k[:, None], mean[None], log_s[None])          # (256, 7)
+    assert torch.allclose(logp.exp().sum(0), torch.ones(7, dtype=torch.float64), atol=1e-6)
+    edges = (torch.arange(257, dtype=torch.float64) - 0.5) / 127.5 - 1                 # bin edges in [-1, 1]
+    t = (edges[:, None] - mean[None]) / log_s.exp()[None]                               # (257, 7)
+    cdf, sf = torch.sigmoid(t), torch.sigmoid(-t)   # sf: no cancellation right of the mean
+    cdf[0], cdf[-1], sf[0], sf[-1] = 0.0, 1.0, 1.0, 0.0
+    centre = (k[:, None] / 127.5 - 1)
+    want = torch.where(centre > mean[None], sf[:-1] - sf[1:], cdf[1:] - cdf[:-1]).log()
+    ok = want > -200
+    assert ok.float().mean() > 0.5
+    assert torch.allclose(logp[ok], want[ok], atol=1e-6, rtol=1e-6)
+
+
+def _tiny(decoder="bernoulli", binarize=True, size=2, **kw):
+    torch.manual_seed(0)
+    cfg = VAEConfig(channels=1, image_size=size, arch="mlp", latent_dim=1, mlp_hidden=6, decoder=decoder,
+                    binarize=binarize, **kw)
+    model = VAE(cfg).eval()
+    with torch.no_grad():   # q(z|x) = N(0.3, 1.2^2): wider than the prior, so importance weights stay bounded
+        model.enc_head.weight.zero_()
+        model.enc_head.bias.copy_(torch.tensor([0.3, 2 * math.log(1.2)]))
+    return model
+
+
+def _quadrature_log_px(model, x, target_fn):
+    # log p(x) = log int p(x|z) N(z; 0, 1) dz on a fine float64 grid
+    z = torch.linspace(-10, 10, 8001, dtype=torch.float64)
+    with torch.no_grad():
+        params = model.decoder_params(z.float().unsqueeze(1)).double()
+    log_px_z = target_fn(params, x)                                          # (G,)
+    log_pz = -0.5 * (z ** 2 + math.log(2 * math.pi))
+    return torch.logsumexp(log_px_z + log_pz, 0) + (z[1] - z[0]).log()
+
+
+def test_bernoulli_log_prob_sums_to_one_over_all_2x2_binary_images():
+    model = _tiny()
+    images = torch.tensor([[(i >> b) & 1 for b in range(4)] for i in range(16)], dtype=torch.float32)
+    images = images.view(16, 1, 2, 2)
+    torch.manual_seed(1)
+    lp = model.log_prob(images, k=20000, chunk=5000)
+    assert lp.exp().sum().item() == pytest.approx(1.0, abs=0.01)
+
+    def bern(params, x):
+        return -F.binary_cross_entropy_with_logits(params, x.double().expand_as(params), reduction="none") \
+            .flatten(1).sum(1)
+    exact = torch.stack([_quadrature_log_px(model, x, bern) for x in images])
+    assert exact.exp().sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert torch.allclose(lp.double(), exact, atol=0.02)
+
+
+def test_logistic_elbo_and_iwae_match_quadrature_on_8bit_data():
+    model = _tiny("logistic", binarize=False, size=2)
+    levels = torch.tensor([[0, 40, 128, 255], [3, 3, 200, 90]], dtype=torch.float32)
+    x = ((levels + 0.5) / 256).view(2, 1, 2, 2)
+
+    def logistic(params, xi):
+        k = (xi * 256).floor().double()
+        return discretized_logistic_log_prob(k.expand(len(params), 1, 2, 2), params[:, :1], params[:, 1:]) \
+            .flatten(1).sum(1)
+    exact = torch.stack([_quadrature_log_px(model, xi, logistic) for xi in x]) + 4 * math.log(256)
+    torch.manual_seed(2)
+    iwae = model.log_prob(x, k=20000, chunk=5000).double()
+    assert torch.allclose(iwae, exact, atol=0.02)
+    # the ELBO is a looser bound: its mean over many draws sits below log p(x)
+    g = torch.Generator().manual_seed(3)
+    elbo = model.elbo(x.repeat(4000, 1, 1, 1), generator=g).double().view(4000, 2).mean(0)
+    assert (elbo < exact - 0.01).all()
+
+
+def test_iwae_bound_at_k1_equals_the_elbo_in_expectation():
+    model = _tiny(size=2)
+    x = torch.tensor([[1, 0, 0, 1], [1, 1, 1, 0]], dtype=torch.float32).view(2, 1, 2, 2)
+    g = torch.Generator().manual_seed(0)
+    many = x.repeat(20000, 1, 1, 1)                      # 20,000 independent draws of each image's bound
+    k1 = model.log_prob(many, k=1, generator=g).double().view(20000, 2)
+    elbo = model.elbo(many, generator=g).double().view(20000, 2)
+    se = (k1.var(0) / len(k1) + elbo.var(0) / len(elbo)).sqrt()
+    assert ((k1.mean(0) - elbo.mean(0)).abs() < 4 * se).all(), (k1.mean(0), elbo.mean(0), se)
+    assert (model.log_prob(x, k=500, generator=g) > elbo.mean(0).float()).all()
+
+
+def test_beta_weights_only_the_kl_term():
+    model = build_model("vae", tiny_config("vae"))
+    beta = build_model("vae", dataclasses.replace(tiny_config("vae"), beta=4.0))
+    beta.load_state_dict(model.state_dict())
+    batch = _bits()
+    torch.manual_seed(0)
+    a = model(batch)
+    torch.manual_seed(0)
+    b = beta(batch)
+    assert (b["loss"] - a["loss"]).item() == pytest.approx(3 * a["kl"].item(), rel=1e-4)
+
+
+def test_iwae_training_loss_is_the_negative_k_sample_bound():
+    cfg = dataclasses.replace(tiny_config("iwae"), binarize=False, decoder="bernoulli")
+    model = build_model("iwae", cfg)
+    batch = {"x": torch.bernoulli(_bits()["x"]), "y": torch.zeros(6, dtype=torch.long)}
+    torch.manual_seed(0)
+    loss = model(batch)["loss"]
+    torch.manual_seed(0)
+    log_w = model._log_weights(batch["x"], None, cfg.iwae_k, cfg.iwae_k)
+    assert loss.item() == pytest.approx(-(torch.logsumexp(log_w, 0) - math.log(cfg.iwae_k)).mean().item(), rel=1e-5)
+
+
+def test_conditional_vae_needs_and_uses_labels():
+    model = build_model("cvae", tiny_config("cvae")).eval()
+    x = _bits()["x"]
+    with pytest.raises(ValueError, match="pass labels"):
+        model.encode(x)
+    a = model.sample(3, labels=torch.tensor([1, 1, 1]), generator=torch.Generator().manual_seed(0))
+    b = model.sample(3, labels=torch.tensor([7, 7, 7]), generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(a, b)
+    xb = torch.bernoulli(x)
+    la = model.log_prob(xb, labels=torch.full((6,), 1), k=4, generator=torch.Generator().manual_seed(0))
+    lb = model.log_prob(xb, labels=torch.full((6,), 7), k=4, generator=torch.Generator().manual_seed(0))
+    assert la.shape == (6,) and not torch.allclose(la, lb)
+
+
+def test_vaegan_has_three_phases_over_disjoint_parameters_and_no_likelihood():
+    model = build_model("vaegan", tiny_config("vaegan"))
+    assert model.phases == ("discriminator", "encoder", "decoder")
+    groups = [set(map(id, model.phase_parameters(p))) for p in model.phases]
+    assert sum(map(len, groups)) == len(set().union(*groups)) == len(list(model.parameters()))
+    assert not model.has_likelihood and "feature space" in model.no_likelihood_reason
+    with pytest.raises(ValueError, match="no pixel likelihood"):
+        model.log_prob(torch.rand(2, 1, 8, 8))
+
+
+def test_encode_decode_reconstruct_and_traverse_shapes():
+    for decoder, binarize in (("bernoulli", True), ("logistic", False), ("categorical", False)):
+        model = build_model("vae", dataclasses.replace(tiny_config("vae"), decoder=decoder, binarize=binarize)).eval()
+        x = _bits()["x"]
+        mu, logvar = model.encode(x)
+        assert mu.shape == logvar.shape == (6, model.config.latent_dim)
+        for out in (model.decode(mu), model.reconstruct(x), model.sample(6)):
+            assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+        grid = model.traverse("z1", n_rows=3, n_cols=5, generator=torch.Generator().manual_seed(0))
+        assert grid.shape == (15, 1, 8, 8)
+
+
+def test_8bit_vae_is_scored_in_bits_per_dim():
+    model = build_model("vae", dataclasses.replace(tiny_config("vae"), binarize=False)).eval()
+    out = evaluate.likelihood(model, "digits", "test", iwae_k=3, seed=0, progress=False)
+    assert set(out) == {"bpd", "iwae_k"} and 0 < out["bpd"] < 16
+    # a binarized model on the same data reports nats, with its ELBO
+    model = build_model("vae", tiny_config("vae")).eval()
+    out = evaluate.likelihood(model, "digits", "test", iwae_k=3, seed=0, progress=False)
+    assert set(out) == {"elbo_nats", "nll_nats", "iwae_k"} and out["nll_nats"] <= out["elbo_nats"] + 1.0
+
+
+def test_bad_decoder_settings_are_refused():
+    with pytest.raises(ValueError, match="8-bit"):
+        VAEConfig(decoder="logistic", binarize=True)
+    with pytest.raises(ValueError, match="decoder must be"):
+        VAEConfig(decoder="gaussian")

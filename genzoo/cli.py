@@ -179,10 +179,25 @@ def _parse_labels(text: str | None, n: int, model):
     return torch.tensor(values * (n // len(values) + 1))[:n]
 
 
+def _parse_options(pairs: list[str] | None) -> dict:
+    """--opt KEY=VALUE pairs (values read as YAML) -> keyword arguments of the model's sample()."""
+    import yaml
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise GenzooError(f"--opt takes KEY=VALUE, got {pair!r}.")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise GenzooError(f"--opt {key.strip()}: cannot read the value {value!r}.") from None
+    return out
+
+
 def cmd_sample(args) -> int:
     import torch
     from . import load
-    from .evaluate import generate
+    from .evaluate import check_sample_options, generate
     from .images import save_images
 
     if args.n <= 0 or args.n > 100_000:
@@ -191,7 +206,7 @@ def cmd_sample(args) -> int:
     if args.traverse is not None:
         return _traverse(model, args)
     labels = _parse_labels(args.labels, args.n, model)
-    extra = {}
+    extra = check_sample_options(model, _parse_options(args.opt))
     if args.truncation is not None:
         if "truncation" not in inspect.signature(model.sample).parameters:
             raise GenzooError(f"--truncation is the GAN truncation trick; {type(model).__name__} has no such option.")
@@ -199,8 +214,11 @@ def cmd_sample(args) -> int:
             raise GenzooError(f"--truncation must be in (0, 10], got {args.truncation}.")
         extra["truncation"] = args.truncation
     chunks = []
-    generate(model, args.n, args.seed, args.batch_size, labels, progress=args.n > args.batch_size,
-             on_batch=lambda x, _: chunks.append(x), sample_kwargs=extra)
+    try:
+        generate(model, args.n, args.seed, args.batch_size, labels, progress=args.n > args.batch_size,
+                 on_batch=lambda x, _: chunks.append(x), sample_kwargs=extra)
+    except ValueError as e:   # a sampling option's value the model refuses
+        raise GenzooError(str(e)) from None
     images = torch.cat(chunks)
     try:
         out = save_images(images, args.out, labels)
@@ -234,7 +252,8 @@ def cmd_eval(args) -> int:
     wanted = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     result = evaluate_run(args.run, wanted, n=args.n, split=args.split, ema=args.ema, seed=args.seed,
                           batch_size=args.batch_size, iwae_k=args.iwae_k, progress=not args.no_progress,
-                          features=args.features, trust_features=args.trust_features)
+                          features=args.features, trust_features=args.trust_features,
+                          sample_options=_parse_options(args.opt))
     result["command"] = "genzoo " + " ".join(args.argv)
     print(format_table(result))
     out = Path(args.out) if args.out else Path(args.run) / "eval.json"
@@ -300,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(truncation trick; smaller = cleaner, less varied)")
     s.add_argument("--traverse", metavar="CODE", help="InfoGAN: write the traversal grid of one code "
                    "(cat, c0, c1, ...) to --out instead of samples")
+    s.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a sampling option of the model "
+                   "(repeatable), e.g. temperature=0.7 for a flow, sampler=ddim and steps=50 for diffusion")
     s.set_defaults(func=cmd_sample)
 
     s = sub.add_parser("eval", help="score a run: FID/KID/precision-recall, classifier score, likelihood, CAS, "
@@ -319,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "same state dict as .safetensors): pytorch-fid's or torchvision's file, checked by its sha256")
     s.add_argument("--trust-features", action="store_true", help="use a --features file that is not one of the "
                    "two known ones (e.g. converted to safetensors); the result records verified: false")
+    s.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a sampling option of the model for every "
+                   "generated image (repeatable), e.g. sampler=ddim --opt steps=50")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_eval)
     return p

@@ -5,6 +5,7 @@ of the model's capabilities; one that does not apply is refused with its reason,
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import time
@@ -89,7 +90,8 @@ def sample_features(model, classifier: Classifier, n: int, seed: int, batch_size
 
 
 def generated_features(model, extractors: dict, n: int, seed: int, batch_size: int = 500,
-                       labels: torch.Tensor | None = None, progress: bool = True) -> dict:
+                       labels: torch.Tensor | None = None, progress: bool = True,
+                       sample_kwargs: dict | None = None) -> dict:
     """Draw n samples once (as ``generate`` does) and map every batch through each extractor
     ``{name: fn(images) -> tensor or tuple of tensors}``; returns ``{name: the results concatenated}``.
     Only the outputs are kept, never the images."""
@@ -98,7 +100,7 @@ def generated_features(model, extractors: dict, n: int, seed: int, batch_size: i
     def take(x, _):
         for name, fn in extractors.items():
             chunks[name].append(fn(x))
-    generate(model, n, seed, batch_size, labels, progress, take)
+    generate(model, n, seed, batch_size, labels, progress, take, sample_kwargs)
     return {name: torch.cat(c) if torch.is_tensor(c[0]) else tuple(torch.cat(parts) for parts in zip(*c))
             for name, c in chunks.items()}
 
@@ -115,6 +117,20 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()}-core {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def check_sample_options(model, options: dict | None) -> dict:
+    """Validate sampling options (``genzoo sample/eval --opt KEY=VALUE``) against the keyword arguments of
+    ``model.sample``: a flow's temperature, a diffusion model's sampler and steps, a GAN's truncation."""
+    options = dict(options or {})
+    params = inspect.signature(model.sample).parameters
+    allowed = [k for k, p in params.items() if k not in ("n", "labels", "generator")
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise GenzooError(f"{type(model).__name__}.sample has no option {', '.join(map(repr, unknown))}; "
+                          f"its options are: {', '.join(allowed) or 'none'}.")
+    return options
 
 
 def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
@@ -146,8 +162,12 @@ def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress
 
 def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS, n: int = 10_000,
                  split: str = "test", ema: bool = True, seed: int = 0, batch_size: int = 500, iwae_k: int = 1000,
-                 progress: bool = True, features: str | Path | None = None, trust_features: bool = False) -> dict:
+                 progress: bool = True, features: str | Path | None = None, trust_features: bool = False,
+                 sample_options: dict | None = None) -> dict:
     """Evaluate a run folder; returns the result record of METRICS.md ("metrics", "refused", provenance).
+
+    ``sample_options`` are keyword arguments of the model's ``sample`` (e.g. a sampler and its steps); every
+    sample-based metric uses them and the record keeps them.
 
     ``features`` is the path of local InceptionV3 weights for ``inception_fid`` (genzoo.inception); a file
     that is not one of the two known ones is used only with ``trust_features``.
@@ -166,6 +186,7 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
     config = read_config(run_dir)
     dataset, name = config["data"], config["model_name"]
     model = genzoo.load(run_dir, ema=ema)
+    sample_options = check_sample_options(model, sample_options)
     t0 = time.perf_counter()
     refused: dict[str, str] = {}
     out: dict[str, float] = {}
@@ -200,7 +221,8 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
         from .inception import inception_features
         extractors["inception"] = lambda x: inception_features(inception, x)
     labels = balanced_labels(n, model.config.num_classes) if model.conditional else None
-    got = generated_features(model, extractors, n, seed, batch_size, labels, progress) if extractors else {}
+    got = generated_features(model, extractors, n, seed, batch_size, labels, progress, sample_options) \
+        if extractors else {}
 
     if "classifier" in got:
         fake, probs = got["classifier"]
@@ -227,14 +249,14 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
     if "nll" in wanted and "nll" not in refused:
         out.update(likelihood(model, dataset, split, iwae_k, seed, progress))
     if "cas" in feature_wanted:
-        out.update(cas(model, dataset, record, seed, batch_size, progress))
+        out.update(cas(model, dataset, record, seed, batch_size, progress, sample_options=sample_options))
 
     return {
         "model": name, "dataset": dataset, "split": split, "run": str(run_dir), "genzoo_version": __version__,
         "checkpoint": "ema" if ema and (Path(run_dir) / "ema.safetensors").exists() else "raw",
         "n_generated": n if any(m in out for m in ("fid", "kid_mean", "precision", "classifier_score",
                                                    "inception_fid")) else 0,
-        "seed": seed, "machine": machine(), "device": str(model.device), "wall_s": round(time.perf_counter() - t0, 1),
+        "seed": seed, **({"sample_options": sample_options} if sample_options else {}), "machine": machine(), "device": str(model.device), "wall_s": round(time.perf_counter() - t0, 1),
         "feature_network": None if record is None else {
             "name": f"genzoo classifier-{dataset}", "sha256_16": classifier_hash(dataset),
             "test_accuracy": record["test_accuracy"], "feature_dim": classifier.num_features},
@@ -251,7 +273,7 @@ def _intra_fid(fake, fake_labels, real, real_labels) -> float:
 
 
 def cas(model, dataset: str, record: dict, seed: int, batch_size: int, progress: bool, n: int = 60_000,
-        recipe=None) -> dict:
+        recipe=None, sample_options: dict | None = None) -> dict:
     """Classification accuracy score: the fixed recipe trained on n = 60,000 class-balanced samples, tested
     on the real test set; ``cas_real`` is the same recipe on the real train set (the shipped classifier)."""
     from .classifier import RecipeConfig, accuracy, train_classifier
@@ -259,7 +281,7 @@ def cas(model, dataset: str, record: dict, seed: int, batch_size: int, progress:
     labels = balanced_labels(n, num_classes)
     chunks = []
     generate(model, len(labels), seed, batch_size, labels, progress,
-             lambda x, _: chunks.append((x.clamp(0, 1) * 255).round().to(torch.uint8)))
+             lambda x, _: chunks.append((x.clamp(0, 1) * 255).round().to(torch.uint8)), sample_options)
     clf = train_classifier(torch.cat(chunks), labels, num_classes, recipe or RecipeConfig(), progress=progress,
                            desc="CAS classifier")
     test = load_split(dataset, "test")

@@ -65,6 +65,19 @@ def test_same_seed_same_metrics(runs):
     assert json.loads(a.read_text())["metrics"] == json.loads(b.read_text())["metrics"]
 
 
+def test_sampling_options_reach_every_sample_and_are_recorded(runs, capsys):
+    a, b, c = (runs / "dcgan" / f"opt{k}.json" for k in "abc")
+    assert _eval(runs / "dcgan", "--metrics", "fid", "--opt", "truncation=0.3", "--out", str(a)) == 0
+    assert _eval(runs / "dcgan", "--metrics", "fid", "--opt", "truncation=0.3", "--out", str(b)) == 0
+    assert _eval(runs / "dcgan", "--metrics", "fid", "--out", str(c)) == 0
+    ra, rb, rc = (json.loads(p.read_text()) for p in (a, b, c))
+    assert ra["sample_options"] == {"truncation": 0.3} and "sample_options" not in rc
+    assert ra["metrics"] == rb["metrics"] and ra["metrics"]["fid"] != rc["metrics"]["fid"]
+    capsys.readouterr()
+    assert _eval(runs / "dcgan", "--metrics", "fid", "--opt", "steps=10") == 2
+    assert "no option 'steps'" in capsys.readouterr().err
+
+
 def test_unknown_metric_is_an_error(runs, capsys):
     assert _eval(runs / "vae", "--metrics", "fid,inception") == 2
     assert "Unknown metric inception" in capsys.readouterr().err

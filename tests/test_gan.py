@@ -243,6 +243,17 @@ def test_sample_traverse_and_truncation_through_the_cli(gan_runs, tmp_path, caps
     assert main(["sample", str(gan_runs / "cgan"), "-n", "8", "--labels", "3", "--out", str(b)]) == 0
     assert not np.array_equal(np.load(a)["images"], np.load(b)["images"])
     assert main(["sample", str(gan_runs / "cgan"), "--truncation", "-1", "--out", str(a)]) == 2
+    # the generic --opt KEY=VALUE reaches the same keyword of sample(); unknown keys name the valid ones
+    c = tmp_path / "c.npz"
+    assert main(["sample", str(gan_runs / "cgan"), "-n", "8", "--labels", "3", "--opt", "truncation=0.5",
+                 "--out", str(c)]) == 0
+    assert np.array_equal(np.load(a)["images"], np.load(c)["images"])
+    capsys.readouterr()
+    assert main(["sample", str(gan_runs / "cgan"), "--opt", "temperature=0.5", "--out", str(c)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no option 'temperature'" in err and "options are: truncation" in err
+    assert main(["sample", str(gan_runs / "cgan"), "--opt", "truncation", "--out", str(c)]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
 
 
 @dataclasses.dataclass

@@ -159,7 +159,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     print(f"curves:       {summary.get('curves')}")
     print(f"metrics:      {run_dir / 'metrics.jsonl'}, {run_dir / 'summary.json'}")
     shown = {k: v for k, v in summary.items()
-             if k in ("step", "train_wall_s", "train_img_per_s", "elbo_nats", "elbo_bpd")}
+             if k in ("step", "train_wall_s", "train_img_per_s", "elbo_nats", "elbo_bpd", "nll_nats", "bpd")}
     print("summary:      " + json.dumps(shown))
 
 

@@ -430,7 +430,8 @@ class CoverageCheck:
 
 
 def final_eval(model, data_name: str, progress: bool) -> dict:
-    """Test-set likelihood bound of the trained model, in nats per image (METRICS.md)."""
+    """Test-set likelihood (bound) of the trained model, in nats per image or bits/dim (METRICS.md): the ELBO
+    of latent-variable models, the exact log-likelihood of models that set ``exact_likelihood = True``."""
     from .likelihood import bits_per_dim, is_binarized, mean_bound
 
     test = load_split(data_name, "test")
@@ -444,6 +445,13 @@ def final_eval(model, data_name: str, progress: bool) -> dict:
             out["elbo_nats"] = round(-elbo, 3)
         else:
             out["elbo_bpd"] = round(bits_per_dim(-elbo, test.images[0].numel()), 4)
+    elif getattr(model, "exact_likelihood", False):   # flows, autoregressive models: one pass per image
+        labels = test.labels if model.conditional else None
+        nll = -mean_bound(model, test.images, "exact", progress=progress, labels=labels)
+        if is_binarized(model):
+            out["nll_nats"] = round(nll, 3)
+        else:
+            out["bpd"] = round(bits_per_dim(nll, test.images[0].numel()), 4)
     model.train(was_training)
     return out
 

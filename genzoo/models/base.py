@@ -23,6 +23,8 @@ class GenerativeModel(nn.Module):
     Config: type = None          # the model's config dataclass
     phases: tuple[str, ...] = ("model",)
     conditional: bool = False    # True when sample() and loss() use class labels
+    exact_likelihood: bool = False   # True when log_prob is exact and costs about one forward pass (flows,
+                                     # autoregressive models): the trainer then reports it on the test set
     # training-config defaults that suit this model (lr, betas, batch size); the user's --set wins
     train_defaults: dict = {}
 

@@ -246,6 +246,45 @@ def _traverse(model, args) -> int:
     return 0
 
 
+def cmd_interpolate(args) -> int:
+    import torch
+    from . import load
+    from .edit import interpolate
+    from .images import load_image, save_gif, save_grid
+
+    model = load(args.run, ema=not args.no_ema)
+    if (args.from_image is None) != (args.to_image is None):
+        raise GenzooError("--from and --to come together: give both images, or --seeds A,B instead.")
+    if (args.from_image is None) == (args.seeds is None):
+        raise GenzooError("interpolate between two images (--from IMG --to IMG) or two seeds (--seeds A,B).")
+    images = seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = tuple(int(v) for v in args.seeds.split(","))
+        except ValueError:
+            seeds = ()
+        if len(seeds) != 2:
+            raise GenzooError(f"--seeds takes two integers A,B, got {args.seeds!r}.")
+    else:
+        c, size = model.config.channels, model.config.image_size
+        try:
+            images = torch.cat([load_image(p, c, size) for p in (args.from_image, args.to_image)])
+        except ValueError as e:
+            raise GenzooError(str(e)) from None
+    labels = _parse_labels(args.label, 1, model) if args.label is not None else None
+    strip = interpolate(model, args.steps, images=images, seeds=seeds, labels=labels, method=args.method)
+    if images is not None:   # the two inputs framing the strip
+        strip_png = torch.cat([images[:1], strip, images[1:]])
+    else:
+        strip_png = strip
+    if not args.out.lower().endswith(".png"):
+        raise GenzooError("--out is the strip's .png file (the GIF goes beside it, or to --gif).")
+    out = save_grid(strip_png, args.out, nrow=len(strip_png), scale=3)
+    gif = save_gif(strip, args.gif or Path(args.out).with_suffix(".gif"))
+    print(f"wrote {out} ({len(strip)} steps{', framed by the two inputs' if images is not None else ''}) and {gif}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .evaluate import evaluate_run, format_table, write_result
 
@@ -322,6 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a sampling option of the model "
                    "(repeatable), e.g. temperature=0.7 for a flow, sampler=ddim and steps=50 for diffusion")
     s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("interpolate", help="walk the latent space between two images or two seeds: a strip "
+                       "PNG and a GIF")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--from", dest="from_image", metavar="IMG", help="first image (PNG/JPEG/...), needs a model "
+                   "that encodes images (VAE, flow)")
+    s.add_argument("--to", dest="to_image", metavar="IMG", help="second image")
+    s.add_argument("--seeds", metavar="A,B", help="two prior draws instead of two images")
+    s.add_argument("--steps", type=int, default=10, help="images along the path (default 10)")
+    s.add_argument("--method", default="slerp", choices=["slerp", "lerp"])
+    s.add_argument("--label", help="the class of the path, for conditional models")
+    s.add_argument("--out", required=True, help="strip .png (the GIF goes beside it unless --gif)")
+    s.add_argument("--gif", help="GIF path (default: --out with .gif)")
+    s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    s.set_defaults(func=cmd_interpolate)
 
     s = sub.add_parser("eval", help="score a run: FID/KID/precision-recall, classifier score, likelihood, CAS, "
                        "Inception FID", formatter_class=argparse.RawDescriptionHelpFormatter, description=EVAL_HELP)

@@ -1,4 +1,5 @@
-"""Turning image tensors in [0, 1] into files people look at: grids (PNG), folders, arrays (NPZ)."""
+"""Turning image tensors in [0, 1] into files people look at (grids, strips, GIFs, folders, NPZ arrays),
+and image files into tensors."""
 from __future__ import annotations
 
 import math
@@ -58,3 +59,46 @@ def save_images(images: torch.Tensor, out: str | Path, labels: torch.Tensor | No
     for i, arr in enumerate(to_uint8(images)):
         _pil(arr).save(out / f"{i:05d}.png")
     return out
+
+
+MAX_IMAGE_PIXELS = 50_000_000      # a larger picture is refused rather than decoded (decompression bombs)
+
+
+def center_crop_resize(img: Image.Image, size: int, channels: int) -> np.ndarray:
+    """A PIL image -> (C, size, size) uint8: the largest centred square, resized with a box/bicubic filter."""
+    img = img.convert("L" if channels == 1 else "RGB")
+    w, h = img.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    img = img.crop((left, top, left + s, top + s))
+    if s != size:   # reduce first with a box filter (antialiasing), then the exact size
+        img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1).copy()
+
+
+def load_image(path: str | Path, channels: int, size: int) -> torch.Tensor:
+    """Read an image file (PNG, JPEG, WebP, ...) as (1, channels, size, size) float in [0, 1]; a clear ValueError
+    for a missing, unreadable or oversized file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist or is not a file")
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"{path} is {img.width}x{img.height}: larger than genzoo reads")
+            arr = center_crop_resize(img, size, channels)
+    except (OSError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path} is not a readable image ({e})") from None
+    return torch.from_numpy(np.ascontiguousarray(arr).copy()).float().div(255).unsqueeze(0)
+
+
+def save_gif(frames: torch.Tensor, path: str | Path, scale: int = 4, duration_ms: int = 120) -> Path:
+    """Write frames (T, C, H, W) in [0, 1] as a looping GIF that plays forth and back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = to_uint8(frames).repeat(scale, 1).repeat(scale, 2)
+    pics = [_pil(a) for a in arr]
+    pics = pics + pics[-2:0:-1]
+    pics[0].save(path, save_all=True, append_images=pics[1:], duration=duration_ms, loop=0)
+    return path

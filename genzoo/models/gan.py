@@ -257,6 +257,15 @@ class GAN(GenerativeModel):
             parts.append(torch.rand(n, cfg.info_cont, generator=generator, device=device) * 2 - 1)
         return torch.cat(parts, 1), cat
 
+    def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise and InfoGAN codes (n, latent_dim + code_dim) from the prior."""
+        return self.draw_latents(n, generator)[0]
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] from latents (B, latent_dim + code_dim)."""
+        return ((self.generate(latents, labels).float() + 1) / 2).clamp(0, 1)
+
     def generate(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] from latents (B, latent_dim + code_dim) and, when conditional, labels (B,)."""
         return self.generator(latents, labels if self.conditional else None)

@@ -190,6 +190,15 @@ class VAE(GenerativeModel):
         probs = p.unflatten(1, (c, 256)).softmax(2)                   # (B, C, 256, H, W)
         return (probs * torch.arange(256, device=p.device).view(1, 1, 256, 1, 1)).sum(2) / 255
 
+    def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z ~ N(0, I), (n, latent_dim)."""
+        return torch.randn(n, self.config.latent_dim, generator=generator, device=self.device)
+
+    @torch.no_grad()
+    def encode_latents(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The posterior mean of each image, (B, latent_dim)."""
+        return self.encode(x, labels)[0].float()
+
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder mean at the posterior mean: (B, C, H, W) in [0, 1]."""
@@ -331,7 +340,7 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, labels=None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decoder means of z ~ N(0, I); conditional models cycle through the classes when no labels are given."""
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=self.device)
+        z = self.prior_latents(n, generator)
         if self.config.conditional and labels is None:
             labels = torch.arange(n, device=self.device) % self.config.num_classes
         return self.decode(z, labels).float()

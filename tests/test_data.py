@@ -247,12 +247,12 @@ def test_prepare_is_idempotent_and_redoes_partial(tmp_path, monkeypatch):
 def test_data_root_from_env(tmp_path, monkeypatch):
     monkeypatch.setenv("GENZOO_DATA", str(tmp_path / "x" / "y"))
     assert data_root() == tmp_path / "x" / "y" and (tmp_path / "x" / "y").is_dir()
-    assert set(DATASETS) == {"mnist", "fashion-mnist", "digits"}
+    assert set(DATASETS) == {"mnist", "fashion-mnist", "digits", "cifar10", "patches"}
 
 
 def test_unknown_names(tmp_path):
-    for call in (lambda: prepare("cifar10", root=tmp_path),
-                 lambda: load_split("cifar10", root=tmp_path)):
+    for call in (lambda: prepare("imagenet", root=tmp_path),
+                 lambda: load_split("imagenet", root=tmp_path)):
         with pytest.raises(GenzooError) as err:
             call()
         assert all(name in str(err.value) for name in DATASETS)

@@ -7,6 +7,7 @@ the key and the valid keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ class TrainConfig:
     batch_size: int = 128              # global batch, split evenly across data-parallel ranks
     lr: float = 1e-3                   # Adam learning rate, every phase
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    lr_warmup_steps: int = 0           # linear warm-up of the learning rate from 0 over this many steps
+    lr_decay: str = "none"             # "none", or "cosine": decay to 0 at the last step (after the warm-up)
     weight_decay: float = 0.0          # Adam's L2 term
     grad_clip_norm: float = 0.0        # clip each phase's gradient norm to this; 0 = off
     ema_decay: float = 0.999           # EMA of the weights used for sampling; 0 = no EMA
@@ -45,6 +48,19 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.lr_decay not in ("none", "cosine"):
+            raise ValueError(f"lr_decay must be none or cosine, got {self.lr_decay!r}")
+        if self.lr_warmup_steps < 0:
+            raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate at optimiser step ``step`` (0-based) as a fraction of ``lr``."""
+        if step < self.lr_warmup_steps:
+            return (step + 1) / self.lr_warmup_steps
+        if self.lr_decay == "cosine":
+            span = max(1, self.steps - self.lr_warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - self.lr_warmup_steps) / span)))
+        return 1.0
 
 
 def _coerce(value, tp, key: str):

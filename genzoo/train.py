@@ -282,8 +282,11 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
 
         while step < cfg.steps:
             batch = next_batch()
+            lr_factor = cfg.lr_factor(step)
             for phase in model.phases:
                 opt = optimizers[phase]
+                for group in opt.param_groups:      # a function of the step alone, so resume needs no state
+                    group["lr"] = cfg.lr * model.phase_lr_scale(phase) * lr_factor
                 for r in range(repeats[phase]):
                     if r > 0:              # each extra critic step sees fresh data
                         batch = next_batch()
@@ -339,6 +342,8 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
                 sums, n_acc = {}, 0
                 if dd.main:
                     row = {"step": step, **values, "img_per_s": img_s}
+                    if cfg.lr_warmup_steps or cfg.lr_decay != "none":
+                        row["lr"] = cfg.lr * lr_factor
                     metrics_file.write(json.dumps(row) + "\n")
                     metrics_file.flush()
                     for k, v in row.items():

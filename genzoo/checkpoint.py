@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import typing
 from pathlib import Path
@@ -20,6 +21,7 @@ from . import __version__
 from .errors import GenzooError
 
 CONFIG, MODEL, EMA, STATE = "config.json", "model.safetensors", "ema.safetensors", "trainer_state.pt"
+BEST, BEST_RECORD = "best", "best.json"    # RUN/best/: the weights with the best validation metric
 
 
 def atomic_write(path: Path, write) -> None:
@@ -65,6 +67,48 @@ def save_weights(run_dir: Path, model: torch.nn.Module, ema: torch.nn.Module | N
     atomic_write(Path(run_dir) / MODEL, lambda p: save_file(_state_dict(model), p, metadata=meta))
     if ema is not None:
         atomic_write(Path(run_dir) / EMA, lambda p: save_file(_state_dict(ema), p, metadata=meta))
+
+
+def save_best(run_dir: Path, model: torch.nn.Module, ema: torch.nn.Module | None, step: int, record: dict) -> Path:
+    """Write RUN/best/ (a copy of config.json, the weights, best.json with ``record``) as a whole: it is built
+    in a temporary folder and swapped in, so RUN/best is always one complete checkpoint."""
+    run_dir = Path(run_dir)
+    best, old = run_dir / BEST, run_dir / f".{BEST}-old"
+    recover_best(run_dir)
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{BEST}-new-"))
+    try:
+        shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
+        save_weights(tmp, model, ema, step)
+        (tmp / BEST_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        if best.exists():
+            os.replace(best, old)
+        os.replace(tmp, best)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return best
+
+
+def recover_best(run_dir: Path) -> None:
+    """Put back RUN/best from .best-old when a crash fell between save_best's two renames."""
+    best, old = Path(run_dir) / BEST, Path(run_dir) / f".{BEST}-old"
+    if old.exists():
+        if best.exists():
+            shutil.rmtree(old)
+        else:
+            os.replace(old, best)
+
+
+def read_best(run_dir: Path) -> dict | None:
+    """RUN/best/best.json (step, metric, value), or None when the run has no best/."""
+    path = Path(run_dir) / BEST / BEST_RECORD
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as e:
+        raise GenzooError(f"{path} is corrupt ({e}).") from None
 
 
 def save_trainer_state(run_dir: Path, state: dict) -> None:

@@ -39,6 +39,13 @@ class TrainConfig:
                                        # (coverage.jsonl, a warning on collapse); 0 = off
     threads: int = 0                   # torch intra-op threads; 0 = torch's default
     final_eval: bool = True            # test-set likelihood bound at the end, where the model has one
+    val_every_steps: int = 0           # validation metric on a split held out of the train split, every this
+                                       # many steps (val/* in metrics.jsonl, the best weights in best/); 0 = off,
+                                       # and then the whole train split trains
+    val_size: int = 0                  # images in that split (fixed seed 0, the same for every run seed);
+                                       # 0 = min(5000, 10% of the train split): 5000 for MNIST, 149 for digits
+    val_fid_samples: int = 2000        # generated images of the validation FID (models without a likelihood)
+    early_stop_patience: int = 0       # stop after this many validations in a row without a new best; 0 = never
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every_steps"):
@@ -52,6 +59,13 @@ class TrainConfig:
             raise ValueError(f"lr_decay must be none or cosine, got {self.lr_decay!r}")
         if self.lr_warmup_steps < 0:
             raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
+        for name in ("val_every_steps", "val_size", "early_stop_patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.val_fid_samples < 2:
+            raise ValueError(f"val_fid_samples must be at least 2, got {self.val_fid_samples}")
+        if self.early_stop_patience and not self.val_every_steps:
+            raise ValueError("early_stop_patience counts validations: set val_every_steps too")
 
     def lr_factor(self, step: int) -> float:
         """The learning rate at optimiser step ``step`` (0-based) as a fraction of ``lr``."""

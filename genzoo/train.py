@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -125,6 +126,106 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+VAL_SPLIT_SEED = 0       # the validation split is the same for every run seed, so runs compare on it
+VAL_METRIC_SEED = 0      # binarization / dequantization / latent noise / sampling of every validation
+VAL_MAX_IMAGES = 5000    # the default split: min(5000, 10% of the train split)
+
+
+def split_validation(n: int, val_size: int = 0, seed: int = VAL_SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, validation indices), both sorted int64, of a seeded split of n training images;
+    ``val_size`` 0 = min(5000, n // 10) (5000 of MNIST's 60,000, 149 of digits' 1497)."""
+    size = val_size or min(VAL_MAX_IMAGES, n // 10)
+    if not 1 <= size < n:
+        raise GenzooError(f"val_size {size} leaves no images to train on or validate with ({n} train images).")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[size:].sort().values, perm[:size].sort().values
+
+
+@dataclasses.dataclass
+class ValidationSet:
+    """The held-out images of a run and how they are scored; ``key`` names the metric in metrics.jsonl."""
+    images: torch.Tensor            # uint8 (n, C, H, W), on the CPU
+    labels: torch.Tensor            # int64 (n,)
+    kind: str                       # "elbo", "exact", "loss" (the model's own training loss) or "fid"
+    key: str                        # e.g. "val/elbo_nats", "val/nll_nats", "val/bpd", "val/loss", "val/fid"
+    description: str                # one line for the log and summary.json
+    fid_samples: int = 0            # generated images of the FID
+    classifier: torch.nn.Module | None = None     # frozen classifier (fid)
+    real_features: torch.Tensor | None = None     # (n, D) classifier features of the images (fid)
+
+
+def make_validation(model, data_name: str, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
+                    device) -> ValidationSet:
+    """Choose the validation metric from what the model can do: its ELBO, its exact NLL, its own training loss
+    (a likelihood model whose bound is expensive, e.g. diffusion), or a fast FID in the frozen classifier's
+    feature space (models without a likelihood)."""
+    from .likelihood import is_binarized
+    n = len(images)
+    common = {"images": images.cpu(), "labels": labels.cpu()}
+    unit = "nats" if is_binarized(model) else "bpd"
+    if model.has_likelihood and hasattr(model, "elbo"):
+        return ValidationSet(**common, kind="elbo", key=f"val/elbo_{unit}",
+                             description=f"negative ELBO in {'nats per image' if unit == 'nats' else 'bits/dim'} "
+                                         f"on {n} held-out train images (seed {VAL_METRIC_SEED})")
+    if model.has_likelihood and model.exact_likelihood:
+        return ValidationSet(**common, kind="exact", key="val/nll_nats" if unit == "nats" else "val/bpd",
+                             description=f"exact NLL in {'nats per image' if unit == 'nats' else 'bits/dim'} on "
+                                         f"{n} held-out train images")
+    if model.has_likelihood and len(model.phases) == 1:
+        return ValidationSet(**common, kind="loss", key="val/loss",
+                             description=f"the model's own training loss (not a likelihood bound) on {n} held-out "
+                                         f"train images, noise seed {VAL_METRIC_SEED}")
+    from .classifier import load_frozen, predict
+    try:
+        with torch.random.fork_rng(devices=[]):      # building the network draws init weights
+            classifier = load_frozen(data_name)[0]
+    except GenzooError as e:
+        raise GenzooError(f"val_every_steps needs a validation metric: {type(model).__name__} has no likelihood, "
+                          f"and the FID it would use needs a frozen classifier: {e}") from None
+    c = classifier.config
+    if (c.channels, c.image_size) != (model.config.channels, model.config.image_size):
+        raise GenzooError(f"val_every_steps: the frozen {data_name} classifier takes {c.channels}x{c.image_size}"
+                          f"x{c.image_size} images, the model makes {model.config.channels}x"
+                          f"{model.config.image_size}x{model.config.image_size}.")
+    classifier = classifier.to(device)
+    return ValidationSet(**common, kind="fid", key="val/fid", fid_samples=cfg.val_fid_samples,
+                         classifier=classifier, real_features=predict(classifier, images.to(device))[0].cpu(),
+                         description=f"FID of {cfg.val_fid_samples} samples (seed {VAL_METRIC_SEED}) vs {n} "
+                                     f"held-out train images, frozen-classifier features")
+
+
+@torch.no_grad()
+def validation_metric(model, val: ValidationSet) -> float:
+    """The validation metric of ``model`` (in eval mode) on ``val``; lower is better. Draws its noise from
+    fixed seeds, inside a forked RNG, so it never changes the training run's random stream."""
+    from .likelihood import bits_per_dim, is_binarized, mean_bound
+    dev = model.device
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(VAL_METRIC_SEED)
+        labels = val.labels if model.conditional else None
+        dims = val.images[0].numel()
+        if val.kind in ("elbo", "exact"):
+            nll = -mean_bound(model, val.images, val.kind, seed=VAL_METRIC_SEED, progress=False, labels=labels)
+            return nll if is_binarized(model) else bits_per_dim(nll, dims)
+        if val.kind == "loss":
+            total = 0.0
+            for start in range(0, len(val.images), 500):
+                x = val.images[start:start + 500].to(dev).float().div_(255)      # (b, C, H, W) in [0, 1]
+                y = val.labels[start:start + 500].to(dev)
+                total += model.loss({"x": x, "y": y}, model.phases[0])["loss"].double().item() * len(x)
+            return total / len(val.images)
+        from .classifier import predict
+        from .metrics import fid
+        g = torch.Generator(dev).manual_seed(VAL_METRIC_SEED)
+        feats = []
+        for start in range(0, val.fid_samples, 500):
+            m = min(500, val.fid_samples - start)
+            kw = {"labels": torch.arange(start, start + m, device=dev) % model.config.num_classes} \
+                if model.conditional else {}
+            feats.append(predict(val.classifier, model.sample(m, generator=g, **kw))[0].cpu())
+        return fid(torch.cat(feats), val.real_features)
+
+
 def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: TrainConfig, *,
           resume: bool = False, progress: bool = True) -> dict:
     """Train ``model_name`` on ``data_name`` into ``run_dir``; returns a summary dict.
@@ -141,6 +242,20 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
 
     data = load_split(data_name, "train")
     images, labels = data.images, data.labels         # uint8 (N, C, H, W), int64 (N,), stay on CPU
+    val_idx = val_state = None
+    if resume:
+        state = ckpt.load_trainer_state(run_dir)
+        val_state = state.get("validation")
+        if (val_state is not None) != (cfg.val_every_steps > 0):
+            raise GenzooError(f"{run_dir} was trained with validation {'on' if val_state else 'off'}; switching "
+                              "it on or off changes the training images, so a run cannot be resumed that way.")
+    if cfg.val_every_steps > 0:       # carve the held-out split; its images never enter a training batch
+        train_idx, val_idx = split_validation(len(images), cfg.val_size)
+        if val_state is not None and not torch.equal(val_state["indices"], val_idx):
+            raise GenzooError(f"{run_dir}: the validation split saved in trainer_state.pt is not the one of "
+                              f"{data_name} now (the data set changed?); it cannot be resumed.")
+        val_images, val_labels = images[val_idx], labels[val_idx]
+        images, labels = images[train_idx], labels[train_idx]
     if dd.device.type == "cuda":
         images, labels = images.to(dd.device), labels.to(dd.device)
 
@@ -153,10 +268,12 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
     repeats = {ph: model.phase_repeats(ph) for ph in model.phases}
     images_per_step = max(repeats.values()) * cfg.batch_size
     sampler = BatchSampler(len(images), cfg.batch_size, cfg.seed)
+    # the validation metric and split (before anything is written: a model may have no metric here)
+    val_set = make_validation(model, data_name, val_images, val_labels, cfg, dd.device) \
+        if val_idx is not None else None
     torch.manual_seed(cfg.seed * 7919 + 1 + dd.rank)   # model noise: its own stream per rank
     step = 0
     if resume:
-        state = ckpt.load_trainer_state(run_dir)
         model.load_state_dict(ckpt.load_weights(run_dir / ckpt.MODEL))
         if ema is not None:
             ema.load_state_dict(ckpt.load_weights(run_dir / ckpt.EMA))
@@ -179,6 +296,19 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_config(run_dir, {"model_name": model_name, "data": data_name,
                                     "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(cfg)})
+
+    # validation: the best value so far, its step, and the validations since it
+    best = {"value": None, "step": None, "bad_evals": 0, "evaluations": 0}
+    if val_state is not None:
+        best = {k: val_state[k] for k in best}
+        if dd.main:
+            ckpt.recover_best(run_dir)
+            saved = ckpt.read_best(run_dir)
+            if saved is not None and saved.get("step") != best["step"]:   # written after the checkpoint we
+                shutil.rmtree(run_dir / ckpt.BEST)                        # resume from; the replay redoes it
+    if val_set is not None and dd.main and not resume:
+        tqdm.write(f"validation every {cfg.val_every_steps} steps: {val_set.key} = {val_set.description}",
+                   file=sys.stderr)
 
     net = model
     if dd.world > 1:
@@ -210,7 +340,8 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         ckpt.save_weights(run_dir, model, ema, at_step)
         ckpt.save_trainer_state(run_dir, {
             "step": at_step, "world": dd.world, "sampler": sampler.state_dict(), "rng": rngs,
-            "optimizers": {ph: opt.state_dict() for ph, opt in optimizers.items()}})
+            "optimizers": {ph: opt.state_dict() for ph, opt in optimizers.items()},
+            **({"validation": {"indices": val_idx, **best}} if val_idx is not None else {})})
 
     sample_gen_seed = cfg.seed + 12345
     coverage = CoverageCheck(data_name, model, dd.device) if dd.main and cfg.coverage_every_steps > 0 else None
@@ -253,6 +384,36 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
                        f"{report['classes_present']} of {report['num_classes']} classes in {report['n']} samples "
                        f"(class shares {report['histogram']}); the generator may be collapsing.", file=sys.stderr)
 
+    def validate(at_step: int) -> bool:
+        """Score the sampling weights on the held-out split, keep best/, and say whether to stop early."""
+        stop_early = False
+        if dd.main:
+            net_s = ema if ema is not None else model
+            was_training = net_s.training
+            net_s.eval()
+            value = float(validation_metric(net_s, val_set))
+            net_s.train(was_training)
+            best["evaluations"] += 1
+            if math.isfinite(value) and (best["value"] is None or value < best["value"]):
+                best.update(value=value, step=at_step, bad_evals=0)
+                ckpt.save_best(run_dir, model, ema, at_step, {"step": at_step, "metric": val_set.key,
+                                                              "value": value, "description": val_set.description})
+            else:
+                best["bad_evals"] += 1
+            row = {"step": at_step, val_set.key: value, "val/best": best["value"]}
+            metrics_file.write(json.dumps(row) + "\n")
+            metrics_file.flush()
+            writer.add_scalar(val_set.key, value, at_step)
+            stop_early = 0 < cfg.early_stop_patience <= best["bad_evals"]
+            if stop_early:
+                tqdm.write(f"early stop at step {at_step}: {val_set.key} has not improved on {best['value']:.4g} "
+                           f"(step {best['step']}) in {best['bad_evals']} validations", file=sys.stderr)
+        if dd.world > 1:     # every rank leaves the loop together
+            flag = torch.tensor([float(stop_early)], device=dd.device)
+            dist.all_reduce(flag)
+            stop_early = flag.item() > 0
+        return stop_early
+
     autocast = (torch.autocast(dd.device.type, dtype=torch.bfloat16) if cfg.bf16
                 else contextlib.nullcontext())
     multi = len(model.phases) > 1
@@ -271,6 +432,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         ok = torch.isfinite(torch.stack(list(sums.values()))).all()
         return bool(ok)
 
+    early = False                # set when validation stops the run early
     with _StopFlag() as stop:
         model.train()
         def next_batch() -> dict:
@@ -352,14 +514,15 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
                     bar.set_postfix({k.split("/")[0][:4] + "/" + k.split("/")[-1] if "/" in k else k: _fmt(v)
                                      for k, v in values.items() if k.endswith("loss")} | {"img/s": f"{img_s:.0f}"},
                                     refresh=False)
+            early = val_idx is not None and step % cfg.val_every_steps == 0 and validate(step)
             if cfg.sample_every_steps > 0 and step % cfg.sample_every_steps == 0 and not is_last:
                 sample_grid(step)
             if coverage is not None and (step % cfg.coverage_every_steps == 0 or is_last):
                 check_coverage(step)
-            if do_ckpt:
+            if do_ckpt or early:
                 save(step)
                 last_saved = step
-            if stop_now:
+            if stop_now or early:
                 break
     bar.close()
 
@@ -370,15 +533,22 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         summary["train_img_per_s"] = round((step - warm_step) * images_per_step / (time.perf_counter() - t_warm), 1)
     if stop.signal is not None:
         summary["status"] = "interrupted"
+    elif early:
+        summary["status"] = "early_stopped"
     else:
         summary["status"] = "finished"
+    if val_set is not None and dd.main:
+        summary["validation"] = {"metric": val_set.key, "description": val_set.description,
+                                 "val_images": len(val_set.images), "evaluations": best["evaluations"],
+                                 "best_step": best["step"], "best_value": best["value"],
+                                 "best_dir": str(run_dir / ckpt.BEST) if best["step"] is not None else None}
     if dd.main:
         summary["samples"] = str(sample_grid(step))
         metrics_file.close()
         writer.close()
         curves = plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
         summary["curves"] = str(curves) if curves else None
-        if cfg.final_eval and model.has_likelihood and summary["status"] == "finished":
+        if cfg.final_eval and model.has_likelihood and summary["status"] in ("finished", "early_stopped"):
             summary.update(final_eval(ema if ema is not None else model, data_name, progress))
         ckpt.atomic_write(run_dir / "summary.json",
                           lambda p: Path(p).write_text(json.dumps(summary, indent=2) + "\n"))

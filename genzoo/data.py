@@ -129,7 +129,7 @@ FOLDER_PREFIX = "folder"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 FOLDER_IMAGE_SIZE = 32           # defaults of folder_name(); `genzoo train --image-size --channels`
 FOLDER_CHANNELS = 3
-FOLDER_TEST_FRACTION = 0.1       # held out for evaluation, at least 1 image
+FOLDER_TEST_PERCENT = 10         # held out for evaluation (rounded half up), at least 1 image
 FOLDER_SPLIT_SEED = 0
 _FOLDER_CACHE_VERSION = 1        # bump when the conversion changes, so old caches are not reused
 _FOLDER_NAMED_SKIPS = 5          # unreadable files named in the one warning
@@ -1004,7 +1004,7 @@ def _folder_key(spec: FolderSpec, files: list[tuple[str, int]]) -> str:
     # sha256 of the conversion options and every file's path, class, size and mtime
     h = hashlib.sha256(json.dumps({
         "version": _FOLDER_CACHE_VERSION, "size": spec.image_size, "channels": spec.channels,
-        "test_fraction": FOLDER_TEST_FRACTION, "seed": FOLDER_SPLIT_SEED}).encode())
+        "test_percent": FOLDER_TEST_PERCENT, "seed": FOLDER_SPLIT_SEED}).encode())
     for rel, label in files:
         try:
             st = (spec.path / rel).stat()
@@ -1069,17 +1069,18 @@ def _convert_folder(spec: FolderSpec, files: list[tuple[str, int]], classes: lis
             images.append(_decode_image(spec.path / rel, spec.image_size, spec.channels))
             labels.append(label)
         except Exception as e:   # Pillow raises many types for a bad file: each one is skipped
-            skipped.append(f"{rel} ({type(e).__name__}: {str(e)[:80]})")
+            reason = str(e).replace(f" '{spec.path / rel}'", "").replace(str(spec.path / rel), "")
+            skipped.append(f"{rel} ({type(e).__name__}: {reason[:60]})")
     if not images:
         raise GenzooError(f"None of the {len(files)} image files in {spec.path} could be read "
                           f"(e.g. {'; '.join(skipped[:3])}).")
     if len(images) < 2:
         raise GenzooError(f"{spec.path} has {len(images)} readable image; a folder data set needs "
                           f"at least 2 (one is held out for the test split).")
-    # the held-out test split: FOLDER_TEST_FRACTION of the readable images (at least 1), chosen by
+    # the held-out test split: 10% of the readable images (rounded half up, at least 1), chosen by
     # a permutation seeded with FOLDER_SPLIT_SEED over the sorted file list
     n = len(images)
-    n_test = max(1, round(n * FOLDER_TEST_FRACTION))
+    n_test = max(1, (n * FOLDER_TEST_PERCENT + 50) // 100)
     perm = np.random.default_rng(FOLDER_SPLIT_SEED).permutation(n)
     stacked, labels = np.stack(images), np.array(labels, dtype=np.int64)
     arrays = {split: (np.ascontiguousarray(stacked[idx]), labels[idx]) for split, idx in
@@ -1110,7 +1111,8 @@ def _decode_image(path: Path, size: int, channels: int) -> np.ndarray:
     w, h = im.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
-    im = im.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side))
+    # crop first: resize(box=...) would let the filter reach pixels outside the square
+    im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(im, dtype=np.uint8).reshape(size, size, channels).transpose(2, 0, 1)
 
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from . import __version__, metrics
 from .checkpoint import read_config
 from .classifier import Classifier, asset_paths, load_frozen, predict
-from .data import data_root, load_split
+from .data import cache_tag, data_root, load_split
 from .errors import GenzooError
 from .likelihood import bits_per_dim  # noqa: F401  (part of this module's API)
 
@@ -50,9 +50,17 @@ def real_inception_features(net, sha256: str, dataset: str, split: str, subset: 
                                                           desc=f"Inception features of {dataset} {split}"))
 
 
+def real_user_features(net, net_id: str, dataset: str, split: str, subset: int | None = None,
+                       progress: bool = True) -> torch.Tensor:
+    """Features of a real split (or a seeded subset) in a user feature network (genzoo.feature_net), cached per
+    data set, split and network (``net_id``: a hash of its weight and declaration files)."""
+    return _cached_real(f"featnet-{net_id}", dataset, split, subset, lambda images: net.features(images))
+
+
 def _cached_real(network_tag: str, dataset: str, split: str, subset: int | None, extract) -> torch.Tensor:
-    # extract(uint8 images (N, C, H, W)) -> features (N, D), computed once and kept in DATA/stats
-    tag = f"{dataset}-{split}" + (f"-sub{subset}-seed{REF_SEED}" if subset else "")
+    # extract(uint8 images (N, C, H, W)) -> features (N, D), computed once and kept in DATA/stats; a folder's
+    # tag hashes its file list, so a changed folder gets new features
+    tag = f"{cache_tag(dataset)}-{split}" + (f"-sub{subset}-seed{REF_SEED}" if subset else "")
     path = data_root() / "stats" / f"{tag}-{network_tag}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as f:
@@ -163,7 +171,7 @@ def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress
 def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS, n: int = 10_000,
                  split: str = "test", ema: bool = True, seed: int = 0, batch_size: int = 500, iwae_k: int = 1000,
                  progress: bool = True, features: str | Path | None = None, trust_features: bool = False,
-                 sample_options: dict | None = None) -> dict:
+                 sample_options: dict | None = None, feature_net: str | Path | None = None) -> dict:
     """Evaluate a run folder; returns the result record of METRICS.md ("metrics", "refused", provenance).
 
     ``sample_options`` are keyword arguments of the model's ``sample`` (e.g. a sampler and its steps); every
@@ -171,6 +179,10 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
 
     ``features`` is the path of local InceptionV3 weights for ``inception_fid`` (genzoo.inception); a file
     that is not one of the two known ones is used only with ``trust_features``.
+
+    ``feature_net`` is a user feature network (``NAME.safetensors`` + ``NAME.json``, genzoo.feature_net): fid,
+    kid and pr are then computed in its feature space, on any data set. Without it they need genzoo's frozen
+    classifier, shipped for mnist, fashion-mnist and digits only, and are refused elsewhere.
     """
     import genzoo
     unknown = [m for m in wanted if m not in ALL_METRICS]
@@ -183,6 +195,9 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
                           "--metrics (e.g. --metrics fid,inception_fid).")
     if trust_features and features is None:
         raise GenzooError("--trust-features applies to the weights given with --features; pass both.")
+    if feature_net is not None and not any(m in wanted for m in ("fid", "kid", "pr")):
+        raise GenzooError("--feature-net gives the feature space of fid, kid and pr; ask for one of them "
+                          "(e.g. --metrics fid,kid,pr).")
     config = read_config(run_dir)
     dataset, name = config["data"], config["model_name"]
     model = genzoo.load(run_dir, ema=ema)
@@ -203,20 +218,31 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
         else:   # a missing, unknown or malformed file stops here, before any sampling
             from .inception import load_inception
             inception, inception_record = load_inception(features, trust=trust_features)
+    user_net = user_record = None
+    if feature_net is not None:   # a missing or malformed network stops here, before any sampling
+        from .feature_net import load_feature_net
+        user_net, user_record = load_feature_net(feature_net, shape=(model.config.channels,
+                                                                     model.config.image_size, model.config.image_size))
     feature_wanted = [m for m in ("fid", "kid", "pr", "score", "cas") if m in wanted and m not in refused]
+    # fid/kid/pr live in the user's feature space when given one, else in the frozen classifier's
+    need_classifier = [m for m in feature_wanted if m in ("score", "cas") or user_net is None]
     classifier = record = None
-    if feature_wanted:
+    if need_classifier:
         try:
             classifier, record = load_frozen(dataset)
-        except GenzooError as e:
-            for m in feature_wanted:
-                refused[m] = str(e)
-            feature_wanted = []
+        except GenzooError:
+            for m in need_classifier:
+                refused[m] = _no_classifier_reason(m, dataset)
+            feature_wanted = [m for m in feature_wanted if m not in need_classifier]
+    space = None if not any(m in feature_wanted for m in ("fid", "kid", "pr")) else \
+        "user" if user_net is not None else "classifier"
 
     # every sample-based metric sees the same n seeded samples, drawn once
     extractors = {}
-    if any(m in feature_wanted for m in ("fid", "kid", "pr", "score")):
+    if space == "classifier" or "score" in feature_wanted:
         extractors["classifier"] = lambda x: predict(classifier, x)
+    if space == "user":
+        extractors["user"] = lambda x: user_net.features(x)
     if inception is not None:
         from .inception import inception_features
         extractors["inception"] = lambda x: inception_features(inception, x)
@@ -224,22 +250,30 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
     got = generated_features(model, extractors, n, seed, batch_size, labels, progress, sample_options) \
         if extractors else {}
 
-    if "classifier" in got:
-        fake, probs = got["classifier"]
-        real = real_features(classifier, dataset, split, progress=progress)
-        if "fid" in wanted:
+    if space is not None:
+        if space == "user":
+            fake = got["user"]
+
+            def real_of(split_, subset=None):
+                return real_user_features(user_net, user_record["id"], dataset, split_, subset, progress)
+        else:
+            fake = got["classifier"][0]
+
+            def real_of(split_, subset=None):
+                return real_features(classifier, dataset, split_, subset=subset, progress=progress)
+        real = real_of(split)
+        if "fid" in feature_wanted:
             out["fid"] = metrics.fid(fake, real)
-            ref = real_features(classifier, dataset, "train", subset=REF_TRAIN_SUBSET, progress=progress)
-            out["fid_ref"] = metrics.fid(ref, real)
+            out["fid_ref"] = metrics.fid(real_of("train", REF_TRAIN_SUBSET), real)
             if model.conditional:
                 out["intra_fid"] = _intra_fid(fake, labels, real, load_split(dataset, split).labels)
-        if "kid" in wanted:
+        if "kid" in feature_wanted:
             out["kid_mean"], out["kid_std"] = metrics.kid(fake, real, seed=seed)
-        if "pr" in wanted:
+        if "pr" in feature_wanted:
             out.update(metrics.precision_recall(real, fake, k=3))
             out.update(metrics.density_coverage(real, fake, k=5))
-        if "score" in wanted:
-            out["classifier_score"] = metrics.classifier_score(probs)
+    if "score" in feature_wanted:
+        out["classifier_score"] = metrics.classifier_score(got["classifier"][1])
     if "inception" in got:
         sha = inception_record["sha256"]
         real = real_inception_features(inception, sha, dataset, split, progress=progress)
@@ -251,19 +285,33 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
     if "cas" in feature_wanted:
         out.update(cas(model, dataset, record, seed, batch_size, progress, sample_options=sample_options))
 
+    frozen_record = None if record is None else {
+        "name": f"genzoo classifier-{dataset}", "sha256_16": classifier_hash(dataset),
+        "test_accuracy": record["test_accuracy"], "feature_dim": classifier.num_features}
     return {
         "model": name, "dataset": dataset, "split": split, "run": str(run_dir), "genzoo_version": __version__,
         "checkpoint": "ema" if ema and (Path(run_dir) / "ema.safetensors").exists() else "raw",
         "n_generated": n if any(m in out for m in ("fid", "kid_mean", "precision", "classifier_score",
                                                    "inception_fid")) else 0,
         "seed": seed, **({"sample_options": sample_options} if sample_options else {}), "machine": machine(), "device": str(model.device), "wall_s": round(time.perf_counter() - t0, 1),
-        "feature_network": None if record is None else {
-            "name": f"genzoo classifier-{dataset}", "sha256_16": classifier_hash(dataset),
-            "test_accuracy": record["test_accuracy"], "feature_dim": classifier.num_features},
+        "feature_network": {"name": "user feature network", **user_record} if space == "user" else
+        None if record is None else frozen_record,
+        **({"classifier_network": frozen_record} if space == "user" and record is not None else {}),
         **({"inception_network": inception_record} if "inception_fid" in out else {}),
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()},
         "refused": refused,
     }
+
+
+def _no_classifier_reason(metric: str, dataset: str) -> str:
+    """One line: why ``metric`` cannot use a frozen classifier on ``dataset``, and what to use instead."""
+    from .classifier import ASSETS
+    shipped = ", ".join(sorted(p.stem.removeprefix("classifier-") for p in ASSETS.glob("classifier-*.safetensors")))
+    if metric in ("fid", "kid", "pr"):
+        return (f"genzoo ships no frozen classifier for {dataset} (only {shipped}): pass --feature-net PATH (your "
+                f"own feature network) or use --metrics inception_fid --features PATH (local InceptionV3 weights)")
+    what = "the classifier score" if metric == "score" else "CAS"
+    return f"{what} needs genzoo's frozen classifier for the data set, shipped for {shipped} only, not {dataset}"
 
 
 def _intra_fid(fake, fake_labels, real, real_labels) -> float:
@@ -297,6 +345,10 @@ def format_table(result: dict) -> str:
     if refs:
         rows.append(f"  ({' and '.join(refs)} {'is' if len(refs) == 1 else 'are'} real vs real: {REF_TRAIN_SUBSET} "
                     f"train images vs the {result['split']} set)")
+    user = result.get("feature_network") or {}
+    if user.get("name") == "user feature network":
+        rows.append(f"  (fid, kid, pr: user feature network {user['file']}, sha256 {user['sha256'][:16]}..., "
+                    f"{user['feature_dim']}-d features)")
     net = result.get("inception_network")
     if net:
         trust = "verified" if net["verified"] else "NOT verified, used with --trust-features"

@@ -298,6 +298,8 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
         None if record is None else frozen_record,
         **({"classifier_network": frozen_record} if space == "user" and record is not None else {}),
         **({"inception_network": inception_record} if "inception_fid" in out else {}),
+        **({"ref_train_images": min(REF_TRAIN_SUBSET, len(load_split(dataset, "train")))}
+           if "fid_ref" in out or "inception_fid_ref" in out else {}),
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()},
         "refused": refused,
     }
@@ -343,8 +345,8 @@ def format_table(result: dict) -> str:
         rows.append(f"  {k:<17} {v:.4f}" if isinstance(v, float) else f"  {k:<17} {v}")
     refs = [k for k in ("fid_ref", "inception_fid_ref") if k in result["metrics"]]
     if refs:
-        rows.append(f"  ({' and '.join(refs)} {'is' if len(refs) == 1 else 'are'} real vs real: {REF_TRAIN_SUBSET} "
-                    f"train images vs the {result['split']} set)")
+        rows.append(f"  ({' and '.join(refs)} {'is' if len(refs) == 1 else 'are'} real vs real: "
+                    f"{result.get('ref_train_images', REF_TRAIN_SUBSET)} train images vs the {result['split']} set)")
     user = result.get("feature_network") or {}
     if user.get("name") == "user feature network":
         rows.append(f"  (fid, kid, pr: user feature network {user['file']}, sha256 {user['sha256'][:16]}..., "

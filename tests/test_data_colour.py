@@ -554,6 +554,7 @@ def test_gan_on_a_folder_scored_in_a_user_feature_network(tmp_path, cache, capsy
     for key in ("fid", "fid_ref", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
         assert key in m and math.isfinite(m[key]), key
     assert "frozen classifier" in res["refused"]["score"]
+    assert res["ref_train_images"] == 63                               # the whole train split: 70 - 7
     record = res["feature_network"]
     assert record["name"] == "user feature network" and record["feature_dim"] == 6
     assert record["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()

@@ -1,0 +1,219 @@
+"""Benchmark: the diffusion family on a data set. Trains `ddpm` and `ddpm-cfg` with their default configs, then
+
+- ddpm: FID/KID/precision-recall/density-coverage/classifier score (`genzoo eval`, n generated vs the 10,000 test
+  images, EMA weights, seed 0) for DDPM-1000 (ancestral, all T steps) and DDIM at 10, 25, 50, 100 steps; the
+  quality-vs-steps curve (bench/results/ddpm-DATA-steps.png); the variational bound in bits/dim on the first
+  --bpd-images test images (seed-0 dequantization, a bound: T network passes per image); sampling images/s of a
+  --speed-n batch per sampler;
+- ddpm-cfg: the same scores plus per-class FID (intra_fid, the mean over classes) and CAS at each guidance scale w
+  (eps = (1 + w) eps(x, y) - w eps(x, null)), DDIM with --cond-steps steps.
+
+Writes bench/results/ddpm-DATA.json (+ -steps.png, .png grid) and ddpm-cfg-DATA.json (+ .png grid). DDPM-1000
+costs 1000 network passes an image, so its n is separate (--n-ddpm); CAS draws --cas-n images per scale.
+
+    python bench/diffusion.py --data mnist [--steps N] [--n 10000] [--n-ddpm 2000] [--guidance 0,2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, genzoo_cmd, run, write_result  # noqa: E402
+
+
+def train(preset: str, data: str, steps: int | None, sets: list[str], tag: str) -> tuple[Path, list[str]]:
+    run_dir = Path("runs") / f"bench-{preset}-{data}{tag}"
+    cmd = genzoo_cmd() + ["train", preset, "--data", data, "--out", str(run_dir), "--overwrite", "--no-progress"]
+    if steps:
+        cmd += ["--steps", str(steps)]
+    for s in sets:
+        cmd += ["--set", s]
+    run(cmd)
+    return run_dir, cmd
+
+
+def evaluate(run_dir: Path, metrics: str, n: int, options: dict, name: str) -> tuple[dict, list[str]]:
+    """`genzoo eval` with sampling options; returns its record and the command."""
+    out = run_dir / f"eval-bench-{name}.json"
+    cmd = genzoo_cmd() + ["eval", str(run_dir), "--metrics", metrics, "--n", str(n), "--seed", "0",
+                          "--out", str(out), "--no-progress"]
+    for k, v in options.items():
+        cmd += ["--opt", f"{k}={v}"]
+    run(cmd)
+    return json.loads(out.read_text()), cmd
+
+
+def sampling_speed(model, n: int, options: dict) -> float:
+    """Images per second of one seeded batch of n (after a one-image warm-up)."""
+    labels = torch.arange(n) % model.config.num_classes if model.conditional else None
+    warm = {**options, "steps": 2} if options.get("sampler") == "ddim" else options
+    model.sample(1, labels=None if labels is None else labels[:1], generator=torch.Generator().manual_seed(0), **warm)
+    t0 = time.perf_counter()
+    model.sample(n, labels=labels, generator=torch.Generator().manual_seed(0), **options)
+    return n / (time.perf_counter() - t0)
+
+
+def settings(ddim_steps: list[int], timesteps: int) -> list[tuple[str, dict]]:
+    return [(f"ddim-{s}", {"sampler": "ddim", "steps": s}) for s in ddim_steps] + \
+        [(f"ddpm-{timesteps}", {"sampler": "ddpm"})]
+
+
+def plot_steps(rows: list[dict], png: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    ddim = [r for r in rows if r["sampler"] == "ddim"]
+    ddpm = [r for r in rows if r["sampler"] == "ddpm"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key, label in ((axes[0], "fid", "FID (classifier features)"), (axes[1], "classifier_score",
+                                                                             "classifier score")):
+        ax.plot([r["steps"] for r in ddim], [r["metrics"][key] for r in ddim], "o-", label="DDIM (eta = 0)")
+        for r in ddpm:
+            ax.plot([r["steps"]], [r["metrics"][key]], "s", color="C3", label=f"DDPM ancestral, n = {r['n']}")
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(r["steps"] for r in rows), [str(r["steps"]) for r in sorted(rows, key=lambda r: r["steps"])])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("network evaluations per image")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def bench_ddpm(args, sets: list[str]) -> None:
+    import genzoo
+    from genzoo.data import load_split
+    from genzoo.likelihood import bits_per_dim, mean_bound
+
+    name = f"ddpm-{args.data}{args.tag}"
+    run_dir, train_cmd = train("ddpm", args.data, args.steps, sets, args.tag)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    model = genzoo.load(run_dir)
+    rows = []
+    for label, options in settings(args.ddim_steps, model.config.timesteps):
+        n = args.n_ddpm if options["sampler"] == "ddpm" else args.n
+        ev, cmd = evaluate(run_dir, "fid,kid,pr,score", n, options, label)
+        rows.append({"setting": label, "sampler": options["sampler"],
+                     "steps": options.get("steps", model.config.timesteps), "n": n,
+                     "eval_command": " ".join(["genzoo"] + cmd[3:]), "eval_wall_s": ev["wall_s"],
+                     "sample_img_per_s": round(sampling_speed(model, args.speed_n, options), 3),
+                     "speed_batch": args.speed_n, "metrics": ev["metrics"]})
+        print(f"{label}: {ev['metrics']}", flush=True)
+    png = RESULTS / f"{name}-steps.png"
+    plot_steps(rows, png, f"ddpm on {args.data}: FID of {args.n} samples per DDIM point vs the test set, "
+                          f"{args.n_ddpm} for DDPM-{model.config.timesteps}")
+
+    test = load_split(args.data, "test").images[:args.bpd_images]
+    t0 = time.perf_counter()
+    nll = -mean_bound(model, test, "exact", batch_size=args.bpd_batch, seed=0, progress=False)
+    bpd = bits_per_dim(nll, test[0].numel())
+    bpd_wall = time.perf_counter() - t0
+    print(f"bound: {bpd:.4f} bits/dim on {len(test)} test images ({bpd_wall:.0f} s)", flush=True)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dir / "samples.png", RESULTS / f"{name}.png")
+    main_row = next((r for r in rows if r["setting"] == "ddim-50"), rows[0])
+    write_result(name, {
+        "model": "ddpm", "dataset": args.data, "variant": args.tag.lstrip("-") or "default",
+        "command": " ".join(["python", "bench/diffusion.py"] + sys.argv[1:]),
+        "train_command": " ".join(["genzoo"] + train_cmd[3:]), "run": str(run_dir), "checkpoint": "ema",
+        "seed": config["train"]["seed"], "config": config["model"], "train_config": config["train"],
+        "train_steps": summary["step"], "train_wall_s": summary["train_wall_s"],
+        "train_img_per_s": summary.get("train_img_per_s"),
+        "headline_sampler": main_row["setting"], "n_generated": main_row["n"], "n_real": 10000,
+        "bpd_note": f"variational bound (Ho et al. 2020, eq. 5) on the first {len(test)} test images, dequantized "
+                    f"once with seed 0; one x_t draw per step (seed 1); {bpd_wall:.0f} s",
+        "bpd_images": len(test), "bpd_wall_s": round(bpd_wall, 1),
+        "sampler_sweep": rows, "steps_plot": f"bench/results/{png.name}", "sample_grid": f"bench/results/{name}.png",
+        "metrics": {**main_row["metrics"], "bpd": round(bpd, 4)}})
+
+
+def bench_cfg(args, sets: list[str]) -> None:
+    import genzoo
+    from genzoo.classifier import RecipeConfig, load_frozen
+    from genzoo.evaluate import cas
+
+    name = f"ddpm-cfg-{args.data}{args.tag}"
+    run_dir, train_cmd = train("ddpm-cfg", args.data, args.steps, sets, args.tag)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    model = genzoo.load(run_dir)
+    _, record = load_frozen(args.data)
+    recipe = RecipeConfig(steps=args.cas_recipe_steps)
+    rows = []
+    for w in args.guidance:
+        options = {"sampler": "ddim", "steps": args.cond_steps, "guidance": w}
+        ev, cmd = evaluate(run_dir, "fid,kid,pr,score", args.n, options, f"w{w:g}")
+        t0 = time.perf_counter()
+        c = cas(model, args.data, record, seed=0, batch_size=500, progress=False, n=args.cas_n, recipe=recipe,
+                sample_options=options)
+        rows.append({"guidance": w, "options": options, "n": args.n, "eval_command": " ".join(["genzoo"] + cmd[3:]),
+                     "eval_wall_s": ev["wall_s"], "cas_n": args.cas_n, "cas_recipe_steps": args.cas_recipe_steps,
+                     "cas_wall_s": round(time.perf_counter() - t0, 1),
+                     "sample_img_per_s": round(sampling_speed(model, args.speed_n, options), 3),
+                     "metrics": {**ev["metrics"], **c}})
+        print(f"w = {w:g}: {rows[-1]['metrics']}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dir / "samples.png", RESULTS / f"{name}.png")
+    write_result(name, {
+        "model": "ddpm-cfg", "dataset": args.data, "variant": args.tag.lstrip("-") or "default",
+        "command": " ".join(["python", "bench/diffusion.py"] + sys.argv[1:]),
+        "train_command": " ".join(["genzoo"] + train_cmd[3:]), "run": str(run_dir), "checkpoint": "ema",
+        "seed": config["train"]["seed"], "config": config["model"], "train_config": config["train"],
+        "train_steps": summary["step"], "train_wall_s": summary["train_wall_s"],
+        "train_img_per_s": summary.get("train_img_per_s"), "n_generated": args.n, "n_real": 10000,
+        "guidance_convention": "eps = (1 + w) eps(x, y) - w eps(x, null); w = 0 is the conditional model",
+        "cas_note": f"CAS: genzoo's classifier recipe ({args.cas_recipe_steps} steps) trained on {args.cas_n} "
+                    "class-balanced samples, top-1 on the real test set; intra_fid: mean over classes of the "
+                    "per-class FID",
+        "guidance_sweep": rows, "sample_grid": f"bench/results/{name}.png",
+        "metrics": rows[0]["metrics"] if rows else {}})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="mnist")
+    p.add_argument("--presets", default="ddpm,ddpm-cfg")
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's own)")
+    p.add_argument("--n", type=int, default=10_000, help="generated images per DDIM / guidance setting")
+    p.add_argument("--n-ddpm", type=int, default=2000, help="generated images for DDPM-1000 (1000 passes each)")
+    p.add_argument("--ddim-steps", default="10,25,50,100")
+    p.add_argument("--speed-n", type=int, default=64, help="batch timed for sampling images/s")
+    p.add_argument("--bpd-images", type=int, default=1000, help="test images for the bound (T passes each)")
+    p.add_argument("--bpd-batch", type=int, default=250)
+    p.add_argument("--guidance", default="0,2", help="guidance scales w for ddpm-cfg")
+    p.add_argument("--cond-steps", type=int, default=50, help="DDIM steps for the ddpm-cfg evaluation")
+    p.add_argument("--cas-n", type=int, default=60_000, help="samples CAS trains on (METRICS.md: 60,000)")
+    p.add_argument("--cas-recipe-steps", type=int, default=4000, help="steps of the CAS classifier (recipe: 4000)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra config keys for both trainings (smoke tests: width=8 ...)")
+    p.add_argument("--tag", default="", help="suffix of run folders and result names, e.g. -smoke")
+    args = p.parse_args()
+    args.ddim_steps = [int(s) for s in args.ddim_steps.split(",") if s]
+    args.guidance = [float(w) for w in args.guidance.split(",") if w]
+    if args.tag and not args.tag.startswith("-"):
+        args.tag = "-" + args.tag
+    for preset in args.presets.split(","):
+        if preset == "ddpm":
+            bench_ddpm(args, args.set)
+        elif preset == "ddpm-cfg":
+            bench_cfg(args, args.set)
+        else:
+            raise SystemExit(f"unknown preset {preset!r}; choose from ddpm, ddpm-cfg")
+
+
+if __name__ == "__main__":
+    main()

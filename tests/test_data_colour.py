@@ -438,8 +438,19 @@ def shared_cache(tmp_path_factory):
         yield root
 
 
+@pytest.fixture
+def one_thread():
+    # tiny models: a second intra-op thread only adds hand-offs to their thousands of small ops (an
+    # autoregressive model sampling 3x32x32 ran 60x slower with two on a busy 2-core machine)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_model_trains_and_samples_on_colour_data_configured_by_the_data_set(name, shared_cache, tmp_path):
+def test_every_model_trains_and_samples_on_colour_data_configured_by_the_data_set(name, shared_cache, tmp_path,
+                                                                                  one_thread):
     # trains: one step of every phase at 3x32x32 on patches, with the config `genzoo train` resolves
     model_cfg, _ = _resolve(name, "patches", tmp_path)
     assert (model_cfg.channels, model_cfg.image_size, model_cfg.num_classes) == (3, 32, 2)
@@ -478,7 +489,7 @@ def test_every_model_trains_and_samples_on_colour_data_configured_by_the_data_se
 # evaluation of colour runs
 
 
-def test_vae_on_patches_reports_bits_per_dim_and_refuses_classifier_metrics(tmp_path, cache, capsys):
+def test_vae_on_patches_reports_bits_per_dim_and_refuses_classifier_metrics(tmp_path, cache, capsys, one_thread):
     run = tmp_path / "vae"
     assert main(["train", "vae", "--data", "patches", "--steps", "80", "--out", str(run), "--no-progress",
                  "--set", "batch_size=32", "--set", "lr=0.003", *tiny_args("vae")]) == 0
@@ -509,7 +520,7 @@ def test_vae_on_patches_reports_bits_per_dim_and_refuses_classifier_metrics(tmp_
     assert bits_per_dim(nll, 3 * 32 * 32) == pytest.approx(bpd, abs=1e-5)
 
 
-def test_gan_on_a_folder_scored_in_a_user_feature_network(tmp_path, cache, capsys):
+def test_gan_on_a_folder_scored_in_a_user_feature_network(tmp_path, cache, capsys, one_thread):
     from torch import nn
 
     from genzoo import load, metrics

@@ -79,7 +79,8 @@ def plot_steps(rows: list[dict], png: Path, title: str) -> None:
         for r in ddpm:
             ax.plot([r["steps"]], [r["metrics"][key]], "s", color="C3", label=f"DDPM ancestral, n = {r['n']}")
         ax.set_xscale("log")
-        ax.set_xticks(sorted(r["steps"] for r in rows), [str(r["steps"]) for r in sorted(rows, key=lambda r: r["steps"])])
+        ticks = sorted(r["steps"] for r in rows)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("network evaluations per image")
         ax.set_ylabel(label)

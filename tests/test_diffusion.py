@@ -101,7 +101,8 @@ def test_forward_process_matches_its_closed_form_by_monte_carlo(schedule):
             # the sample variance of Gaussian draws
             z_mean = (x.mean(0) - mean) / (var / n).sqrt()
             z_var = (x.var(0) - var) / (var * math.sqrt(2 / (n - 1)))
-            assert z_mean.abs().max() < 5 and z_var.abs().max() < 5, (schedule, t, z_mean.abs().max(), z_var.abs().max())
+            assert z_mean.abs().max() < 5 and z_var.abs().max() < 5, (schedule, t, z_mean.abs().max(),
+                                                                      z_var.abs().max())
 
 
 def test_bad_config_values_are_refused():
@@ -328,7 +329,7 @@ def test_training_replaces_the_label_by_the_null_class_with_probability_p_uncond
 def test_short_cli_run_on_digits_beats_its_initialisation_and_scores_in_bits_per_dim(tmp_path, capsys):
     run = tmp_path / "ddpm"
     assert main(["train", "ddpm", "--data", "digits", "--steps", "300", "--out", str(run), "--no-progress",
-                 "--set", "width=16", "--set", "batch_size=64", "--set", "lr=0.002", "--set", "threads=1",
+                 "--set", "width=16", "--set", "batch_size=64", "--set", "lr=0.002",
                  "--set", "sample_every_steps=0", "--set", "ckpt_every_steps=0", "--set", "coverage_every_steps=0"
                  ]) == 0
     trained = load(run)

@@ -18,6 +18,16 @@ from genzoo.models.diffusion import (SCHEDULES, Diffusion, ddim_invert, ddim_sam
 from helpers import tiny_config
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny models gain nothing from a second intra-op thread, and on a busy 2-core machine its spin-waits made the
+    # CLI run below take 310 s instead of 19 s (measured at load average 3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class GaussianEps(Diffusion):
     """A diffusion model whose eps_theta is the exact E[eps | x_t] for data x_0 ~ N(mu, diag(s^2)) on the [-1, 1]
     scale: with v_t = abar_t s^2 + 1 - abar_t, eps*(x_t, t) = sqrt(1 - abar_t) (x_t - sqrt(abar_t) mu) / v_t.

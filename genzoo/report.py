@@ -142,7 +142,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
     name beside it (RUN/report/). ``n`` samples (seed ``seed``) enter the memorisation fraction and the map;
     ``method`` is "pca" or "tsne" (scikit-learn) for the map. Returns the HTML path."""
     import genzoo
-    from .checkpoint import read_best, read_config
+    from .checkpoint import BEST_RECORD, read_best, read_config
     from .data import load_split
 
     run_dir = Path(run_dir)
@@ -158,8 +158,9 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
     folder.mkdir(parents=True, exist_ok=True)
     dataset = config["data"]
     model = genzoo.load(run_dir, ema=ema)
-    summary = _read_json(run_dir / "summary.json") or {}
-    best = read_best(run_dir)
+    home = run_dir.parent if (run_dir / BEST_RECORD).exists() else run_dir    # RUN/best: RUN's log and summary
+    summary = _read_json(home / "summary.json") or {}
+    best = read_best(home)
     scale = _grid_scale(model.config.image_size)
     sections = []
 
@@ -182,7 +183,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
     sections.append(("reconstructions", "Reconstructions", body))
 
     # -- curves
-    sections.append(("curves", "Training curves", _curves_section(run_dir, folder, summary, best)))
+    sections.append(("curves", "Training curves", _curves_section(home, folder, summary, best)))
 
     # -- metrics
     sections.append(("metrics", "Metrics (genzoo eval)", _metrics_section(run_dir)))
@@ -194,7 +195,9 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
 
     title = f"genzoo report: {config['model_name']} on {dataset}"
     facts = [f"run {run_dir}", f"{'EMA' if ema and (run_dir / 'ema.safetensors').exists() else 'raw'} weights"]
-    if "step" in summary:
+    if home != run_dir and best is not None:
+        facts.append(f"the best validation checkpoint, step {best['step']}")
+    elif "step" in summary:
         facts.append(f"step {summary['step']} ({summary.get('status', '?')})")
     if "train_wall_s" in summary:
         facts.append(f"{summary['train_wall_s']} s of training")

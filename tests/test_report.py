@@ -129,7 +129,7 @@ def test_report_renders_in_a_browser(tmp_path):
     # a conditional VAE on digits: per-class rows, reconstructions, validation curves, an eval table, the
     # feature sections; a DCGAN on patches: no reconstructions, no frozen classifier
     cond = tmp_path / "cvae"
-    _train(cond, "cvae", "digits", 8, ["--set", "val_every_steps=4"])
+    _train(cond, "cvae", "digits", 4, ["--set", "val_every_steps=2"])
     assert main(["eval", str(cond), "--metrics", "fid,kid,pr,score", "--n", "200", "--no-progress"]) == 0
     assert main(["report", str(cond), "--n", "300", "--no-progress"]) == 0
     gan = tmp_path / "gan"
@@ -149,6 +149,9 @@ def test_report_renders_in_a_browser(tmp_path):
     fid_ref = json.loads((cond / "eval.json").read_text())["metrics"]["fid_ref"]
     assert f"{fid_ref:.4g}" in page
     assert {p.name for p in (tmp_path / "elsewhere" / "gan").glob("*.png")} == {"samples.png", "curves.png"}
+
+    assert main(["report", str(cond), "--out", str(tmp_path / "r.txt")]) == 2      # bad input: a clear error
+    assert main(["report", str(cond), "--n", "5"]) == 2
 
     cond_page, gan_page = _open_pages([cond / "report.html", out])
     for result in (cond_page, gan_page):

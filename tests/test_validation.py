@@ -16,7 +16,9 @@ from genzoo.data import ImageData, load_split
 from genzoo.errors import GenzooError
 from genzoo.models import register_model
 from genzoo.models.base import GenerativeModel
-from helpers import tiny_args
+from helpers import register_test_models, tiny_args
+
+register_test_models()      # test-ae: a tiny noise-free autoencoder, fast enough for the scripted-metric runs
 
 
 def _train(out, model="vae", steps=12, extra=(), data="digits"):
@@ -133,28 +135,28 @@ def test_early_stop_at_the_right_validation_and_best_holds_that_steps_weights(tm
     # validations at steps 2, 4, ...: the best is the 4th (step 8); patience 3 stops at the 7th (step 14)
     calls = _scripted(monkeypatch, [5.0, 4.0, 4.5, 3.0, 3.2, 3.1, 3.3, 1.0, 1.0])
     val = ["--set", "val_every_steps=2"]
-    assert _train(tmp_path / "a", steps=40, extra=[*val, "--set", "early_stop_patience=3"]) == 0
+    assert _train(tmp_path / "a", "test-ae", steps=40, extra=[*val, "--set", "early_stop_patience=3"]) == 0
     assert "stopped early at step 14" in capsys.readouterr().out
     run = tmp_path / "a"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "early_stopped" and summary["step"] == 14 and len(calls) == 7
     assert summary["validation"]["best_step"] == 8 and summary["validation"]["best_value"] == 3.0
     best = json.loads((run / "best" / "best.json").read_text())
-    assert (best["step"], best["value"], best["metric"]) == (8, 3.0, "val/elbo_nats")
-    assert [(r["step"], r["val/elbo_nats"]) for r in _rows(run) if "val/elbo_nats" in r] == \
+    assert (best["step"], best["value"], best["metric"]) == (8, 3.0, "val/fid")     # no likelihood: FID
+    assert [(r["step"], r["val/fid"]) for r in _rows(run) if "val/fid" in r] == \
         list(zip(range(2, 16, 2), [5.0, 4.0, 4.5, 3.0, 3.2, 3.1, 3.3]))
     assert torch.load(run / ckpt.STATE, weights_only=True)["step"] == 14
 
     # the same seed trained to exactly step 8 (same split, so validation on) has best/'s weights
     _scripted(monkeypatch, [1.0] * 10)
-    assert _train(tmp_path / "b", steps=8, extra=val) == 0
+    assert _train(tmp_path / "b", "test-ae", steps=8, extra=val) == 0
     for name in (ckpt.MODEL, ckpt.EMA):
         assert _same_weights(run / "best" / name, tmp_path / "b" / name)
         assert not _same_weights(run / name, tmp_path / "b" / name)      # the latest weights moved on
 
     # best/ is a run folder for load, sample and eval
     model = genzoo.load(run / "best")
-    assert model.sample(2).shape == (2, 1, 8, 8)
+    assert model.sample(2).shape == (2, 1, 8, 8) and model.config.width == 8
     assert main(["sample", str(run / "best"), "-n", "4", "--out", str(tmp_path / "s.png")]) == 0
     assert main(["eval", str(run / "best"), "--metrics", "fid", "--n", "50", "--no-progress"]) == 0
     assert "fid" in json.loads((run / "best" / "eval.json").read_text())["metrics"]
@@ -165,11 +167,11 @@ def test_resume_keeps_the_best_value_the_patience_count_and_the_split(tmp_path, 
     seq = [5.0, 3.0, 4.0, 4.0, 4.0, 4.0, 4.0]
     val = ["--set", "val_every_steps=2", "--set", "early_stop_patience=3"]
     _scripted(monkeypatch, seq)
-    assert _train(tmp_path / "full", steps=30, extra=val) == 0
-    _scripted(monkeypatch, seq)      # one sequence across both processes' validations
-    assert _train(tmp_path / "part", steps=6, extra=[*val, "--set", "ckpt_every_steps=6"]) == 0
+    assert _train(tmp_path / "full", "test-ae", steps=30, extra=val) == 0
+    _scripted(monkeypatch, seq)      # one sequence across both runs' validations
+    assert _train(tmp_path / "part", "test-ae", steps=6, extra=[*val, "--set", "ckpt_every_steps=6"]) == 0
     assert json.loads((tmp_path / "part" / "summary.json").read_text())["status"] == "finished"
-    assert _train(tmp_path / "part", steps=30, extra=["--resume"]) == 0
+    assert _train(tmp_path / "part", "test-ae", steps=30, extra=["--resume"]) == 0
     full, part = tmp_path / "full", tmp_path / "part"
     for run in (full, part):
         summary = json.loads((run / "summary.json").read_text())
@@ -184,7 +186,7 @@ def test_resume_keeps_the_best_value_the_patience_count_and_the_split(tmp_path, 
     vp = torch.load(part / ckpt.STATE, weights_only=True)["validation"]
     assert torch.equal(vf["indices"], vp["indices"]) and vf["bad_evals"] == vp["bad_evals"] == 3
     # switching validation off would change the training images: refused
-    assert _train(part, steps=40, extra=["--resume", "--set", "val_every_steps=0"]) == 2
+    assert _train(part, "test-ae", steps=40, extra=["--resume", "--set", "val_every_steps=0"]) == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,12 +195,12 @@ def test_resume_keeps_the_best_value_the_patience_count_and_the_split(tmp_path, 
 @pytest.mark.parametrize("model,key", [("vae", "val/elbo_nats"), ("dcgan", "val/fid")])
 def test_validation_metric_is_logged_kept_in_best_and_leaves_training_unchanged(tmp_path, model, key):
     extra = ["--set", "val_fid_samples=200"]
-    assert _train(tmp_path / "v", model, steps=9, extra=[*extra, "--set", "val_every_steps=3"]) == 0
-    # same split, no validation inside the 9 steps: the weights must be the same
-    assert _train(tmp_path / "n", model, steps=9, extra=[*extra, "--set", "val_every_steps=1000"]) == 0
+    assert _train(tmp_path / "v", model, steps=6, extra=[*extra, "--set", "val_every_steps=2"]) == 0
+    # same split, no validation inside the 6 steps: the weights must be the same
+    assert _train(tmp_path / "n", model, steps=6, extra=[*extra, "--set", "val_every_steps=1000"]) == 0
     assert _same_weights(tmp_path / "v" / ckpt.MODEL, tmp_path / "n" / ckpt.MODEL)
     vals = [(r["step"], r[key]) for r in _rows(tmp_path / "v") if key in r]
-    assert [s for s, _ in vals] == [3, 6, 9] and all(v > 0 for _, v in vals)
+    assert [s for s, _ in vals] == [2, 4, 6] and all(v > 0 for _, v in vals)
     best = json.loads((tmp_path / "v" / "best" / "best.json").read_text())
     assert (best["step"], best["value"]) == min(vals, key=lambda sv: sv[1])
     if model == "vae":   # recompute the negative ELBO of best/'s EMA weights on the held-out images

@@ -271,7 +271,8 @@ def _metrics_section(run_dir: Path) -> str:
             rows.append(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td>"
                         f"<td>{'' if ref is None else _fmt(ref)}</td></tr>")
         for k, why in (res.get("refused") or {}).items():
-            rows.append(f"<tr class='refused'><td>{html.escape(k)}</td><td colspan=2>refused: {html.escape(why)}</td></tr>")
+            rows.append(f"<tr class='refused'><td>{html.escape(k)}</td>"
+                        f"<td colspan=2>refused: {html.escape(why)}</td></tr>")
         parts.append(f"<table><caption>{html.escape(caption)}</caption><tr><th>metric</th><th>value</th>"
                      f"<th>real vs real</th></tr>{''.join(rows)}</table>")
     parts.append(_p("real vs real: the same metric between 10,000 train images and the evaluation split, the "

@@ -106,13 +106,13 @@ def _resolve_configs(args, run_dir: Path):
         train_cfg = config_from_dict(TrainConfig, saved["train"])
         new_model, new_train = apply_overrides(model_cfg, train_cfg, overrides)
         may_change = ("steps", "log_every_steps", "sample_every_steps", "ckpt_every_steps", "coverage_every_steps",
-                      "threads")
+                      "threads", "val_every_steps", "early_stop_patience")
         old, new = {**dataclasses.asdict(model_cfg), **dataclasses.asdict(train_cfg)}, \
             {**dataclasses.asdict(new_model), **dataclasses.asdict(new_train)}
         changed = [k for k in new if new[k] != old[k] and k not in may_change]
         if changed:
-            raise GenzooError(f"--resume continues the saved config; only steps, threads and the *_every_steps "
-                              f"keys may change, not {', '.join(changed)}.")
+            raise GenzooError(f"--resume continues the saved config; only steps, threads, early_stop_patience and "
+                              f"the *_every_steps keys may change, not {', '.join(changed)}.")
         return new_model, new_train
 
     cls, _, _ = model_entry(args.model)
@@ -197,6 +197,11 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     print(f"samples:      {summary.get('samples')}")
     print(f"curves:       {summary.get('curves')}")
     print(f"metrics:      {run_dir / 'metrics.jsonl'}, {run_dir / 'summary.json'}")
+    val = summary.get("validation")
+    if val and val["best_step"] is not None:
+        stopped = f"; stopped early at step {summary['step']}" if summary["status"] == "early_stopped" else ""
+        print(f"best:         {val['best_dir']} ({val['metric']} {val['best_value']:.4g} at step "
+              f"{val['best_step']}{stopped})")
     shown = {k: v for k, v in summary.items()
              if k in ("step", "train_wall_s", "train_img_per_s", "elbo_nats", "elbo_bpd", "nll_nats", "bpd")}
     print("summary:      " + json.dumps(shown))
@@ -328,16 +333,27 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate_run, format_table, write_result
 
     wanted = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    result = evaluate_run(args.run, wanted, n=args.n, split=args.split, ema=args.ema, seed=args.seed,
-                          batch_size=args.batch_size, iwae_k=args.iwae_k, progress=not args.no_progress,
-                          features=args.features, trust_features=args.trust_features,
-                          sample_options=_parse_options(args.opt), feature_net=args.feature_net)
+    try:
+        result = evaluate_run(args.run, wanted, n=args.n, split=args.split, ema=args.ema, seed=args.seed,
+                              batch_size=args.batch_size, iwae_k=args.iwae_k, progress=not args.no_progress,
+                              features=args.features, trust_features=args.trust_features,
+                              sample_options=_parse_options(args.opt), feature_net=args.feature_net)
+    except ValueError as e:   # a sampling option's value the model refuses (raised when the first batch is drawn)
+        raise GenzooError(str(e)) from None
     result["command"] = "genzoo " + " ".join(args.argv)
     print(format_table(result))
     out = Path(args.out) if args.out else Path(args.run) / "eval.json"
     write_result(result, out)
     print(f"wrote {out}")
     return 0 if result["metrics"] else 2
+
+
+def cmd_report(args) -> int:
+    from .report import build_report
+    out = build_report(args.run, args.out, n=args.n, seed=args.seed, ema=args.ema, method=args.map,
+                       batch_size=args.batch_size, progress=not args.no_progress)
+    print(f"wrote {out} (PNGs in {out.with_suffix('')})")
+    return 0
 
 
 EVAL_HELP = """\
@@ -447,6 +463,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "generated image (repeatable), e.g. sampler=ddim --opt steps=50")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("report", help="one self-contained HTML page of a run: samples, reconstructions, curves, "
+                       "eval metrics, memorisation check, feature map")
+    s.add_argument("run", help="run folder (or RUN/best)")
+    s.add_argument("--out", help="HTML file (default RUN/report.html); its PNGs go to the folder of the same name")
+    s.add_argument("--n", type=int, default=10_000, help="samples for the memorisation fraction and the feature map "
+                   "(default 10000)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--map", default="pca", choices=["pca", "tsne"], help="2-D map of the features (default pca)")
+    s.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True, help="EMA weights (default) or raw")
+    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_report)
     return p
 
 

@@ -76,6 +76,8 @@ def test_sampling_options_reach_every_sample_and_are_recorded(runs, capsys):
     capsys.readouterr()
     assert _eval(runs / "dcgan", "--metrics", "fid", "--opt", "steps=10") == 2
     assert "no option 'steps'" in capsys.readouterr().err
+    assert _eval(runs / "dcgan", "--metrics", "fid", "--opt", "truncation=-1") == 2     # a value the model refuses
+    assert "truncation must be positive" in capsys.readouterr().err
 
 
 def test_unknown_metric_is_an_error(runs, capsys):

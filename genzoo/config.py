@@ -89,6 +89,14 @@ def _coerce(value, tp, key: str):
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):   # YAML 1.1 reads 2e-3 (no dot) as a string
+            try:
+                out = float(value)
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(out):
+                    return out
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

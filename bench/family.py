@@ -28,7 +28,7 @@ from common import RESULTS, genzoo_cmd, run, write_result  # noqa: E402
 
 import genzoo  # noqa: E402
 from genzoo.data import load_split  # noqa: E402
-from genzoo.edit import has_latents, interpolate  # noqa: E402
+from genzoo.apps.edit import has_latents, interpolate  # noqa: E402
 from genzoo.images import save_grid  # noqa: E402
 from genzoo.models import MODELS  # noqa: E402
 

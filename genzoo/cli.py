@@ -293,7 +293,7 @@ def _traverse(model, args) -> int:
 def cmd_interpolate(args) -> int:
     import torch
     from . import load
-    from .edit import interpolate
+    from .apps.edit import interpolate
     from .images import load_image, save_gif, save_grid
 
     model = load(args.run, ema=not args.no_ema)

@@ -1,4 +1,4 @@
-"""Latent interpolation (genzoo.edit, `genzoo interpolate`): slerp against its closed form, endpoints that are
+"""Latent interpolation (genzoo.apps.edit, `genzoo interpolate`): slerp against its closed form, endpoints that are
 the models' own images, and the command's files and errors."""
 import math
 
@@ -9,7 +9,7 @@ from PIL import Image
 
 from genzoo import load
 from genzoo.cli import main
-from genzoo.edit import interpolate, slerp
+from genzoo.apps.edit import interpolate, slerp
 from genzoo.errors import GenzooError
 from genzoo.models import build_model
 from helpers import tiny_args, tiny_config

@@ -278,7 +278,7 @@ def test_conditional_prior_needs_labels_and_gives_each_class_its_own_density():
 
 
 def test_latents_invert_exactly_so_an_interpolation_path_ends_at_the_two_images():
-    from genzoo.edit import interpolate
+    from genzoo.apps.edit import interpolate
     model = _tiny("glow", conditional=True)
     x = torch.round(torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 255) / 255
     z = model.encode_latents(x, torch.tensor([5, 5]))

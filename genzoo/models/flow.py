@@ -426,7 +426,7 @@ class Flow(GenerativeModel):
         x = self.inverse_flow(eps, labels, float(temperature))
         return torch.nan_to_num(x.float(), nan=0.5).clamp(0, 1)
 
-    # -- the latent space (genzoo.edit): every eps_i flattened and concatenated, (B, D), N(0, I) under the model
+    # -- the latent space (genzoo.apps.edit): every eps_i flattened and concatenated, (B, D), N(0, I) under the model
 
     def prior_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """eps ~ N(0, I), (n, D)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import GenzooError
+from ..errors import GenzooError
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Applications over the model contract: each asks the model what it can do (STYLE.md #2)."""

@@ -46,6 +46,9 @@ class TrainConfig:
                                        # 0 = min(5000, 10% of the train split): 5000 for MNIST, 149 for digits
     val_fid_samples: int = 2000        # generated images of the validation FID (models without a likelihood)
     early_stop_patience: int = 0       # stop after this many validations in a row without a new best; 0 = never
+    train_subset: int = 0              # > 0: train on a class-balanced subset of this many train images, drawn
+                                       # with seed 0 whatever the run's seed (data.balanced_subset), the
+                                       # validation split then carved from it; genzoo augment reads it; 0 = all
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every_steps"):
@@ -59,7 +62,7 @@ class TrainConfig:
             raise ValueError(f"lr_decay must be none or cosine, got {self.lr_decay!r}")
         if self.lr_warmup_steps < 0:
             raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
-        for name in ("val_every_steps", "val_size", "early_stop_patience"):
+        for name in ("val_every_steps", "val_size", "early_stop_patience", "train_subset"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.val_fid_samples < 2:

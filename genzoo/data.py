@@ -333,6 +333,38 @@ def load_split(name: str, split: str = "train", *, root: Path | None = None,
                      name=name, split=split, classes=info.classes)
 
 
+SUBSET_SEED = 0                  # balanced_subset: the same images for every run seed, so runs compare on them
+
+
+def balanced_subset(labels: torch.Tensor, n: int, num_classes: int, seed: int = SUBSET_SEED) -> torch.Tensor:
+    """Sorted int64 indices of a seeded class-balanced subset of n of the images with these ``labels`` (N,).
+
+    Each class gets n // num_classes images, and n % num_classes classes (chosen by the seed) one more; within a
+    class the images are a seeded random draw. n = N is the whole split (MNIST's 60,000 are not balanced).
+    The training-subset option (``--set train_subset=N``) and ``genzoo augment`` both take their images here.
+    """
+    total = len(labels)
+    if n == total:
+        return torch.arange(total)
+    if not 0 < n < total:
+        raise GenzooError(f"a training subset of {n} images needs 1 to {total} (the train split's size).")
+    if num_classes < 2:
+        raise GenzooError("a class-balanced training subset needs a labelled data set.")
+    if n < num_classes:
+        raise GenzooError(f"a class-balanced subset of {n} images cannot hold all {num_classes} classes.")
+    g = torch.Generator().manual_seed(seed)
+    quota = torch.full((num_classes,), n // num_classes)
+    quota[torch.randperm(num_classes, generator=g)[:n % num_classes]] += 1
+    picked = []
+    for c in range(num_classes):
+        members = (labels == c).nonzero().flatten()
+        if len(members) < quota[c]:
+            raise GenzooError(f"a class-balanced subset of {n} images needs {int(quota[c])} of class {c}; the "
+                              f"split has {len(members)}.")
+        picked.append(members[torch.randperm(len(members), generator=g)[:int(quota[c])]])
+    return torch.cat(picked).sort().values
+
+
 def check_name(name: str) -> str:
     """``name`` as runs record it: a registered name unchanged, a folder in its canonical form
     (``folder_name``). Raises GenzooError listing the valid names for anything else."""

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .data import load_split
+from .data import balanced_subset, load_split
 from .errors import GenzooError
 from .images import save_grid
 from .models import build_model
@@ -242,6 +242,9 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
 
     data = load_split(data_name, "train")
     images, labels = data.images, data.labels         # uint8 (N, C, H, W), int64 (N,), stay on CPU
+    if cfg.train_subset:               # the seeded class-balanced subset: the only images this run sees
+        idx = balanced_subset(labels, cfg.train_subset, data.num_classes)
+        images, labels = images[idx], labels[idx]
     val_idx = val_state = None
     if resume:
         state = ckpt.load_trainer_state(run_dir)

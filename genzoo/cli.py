@@ -356,6 +356,133 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _run_record(args, model_name: str) -> dict:
+    from . import __version__
+    from .evaluate import machine
+    return {"model": model_name, "run": str(args.run), "genzoo_version": __version__,
+            "checkpoint": "raw" if args.no_ema or not (Path(args.run) / "ema.safetensors").exists() else "ema",
+            "command": "genzoo " + " ".join(args.argv), "machine": machine()}
+
+
+def _write_json(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def cmd_classify(args) -> int:
+    import torch
+    from . import load
+    from .apps.classify import bayes_accuracy, describe, likelihood_estimator, posterior
+    from .checkpoint import read_config
+    from .data import load_split
+    from .images import load_image
+
+    if (args.image is None) == (not args.test):
+        raise GenzooError("classify images (--image IMG ...) or the test set (--test), one of the two.")
+    config = read_config(args.run)
+    model = load(args.run, ema=not args.no_ema)
+    estimator, kw = likelihood_estimator(model, args.iwae_k)
+    if args.test:
+        result = bayes_accuracy(model, config["data"], n=args.n, noise_stds=args.noise_std, k=args.iwae_k,
+                                seed=args.seed, prior=args.prior, batch_size=args.batch_size,
+                                progress=not args.no_progress)
+        result = {**_run_record(args, config["model_name"]), **result}
+        print(f"{config['model_name']} as a Bayes classifier on {result['n']} {config['data']} test images "
+              f"({result['estimator']}, {result['prior']} prior, {result['inputs']} inputs)")
+        for row in result["by_noise"]:
+            disc = f"   discriminative {row['discriminative_acc']:.4f}" if "discriminative_acc" in row else ""
+            print(f"  noise std {row['noise_std']:<5g} bayes_acc {row['bayes_acc']:.4f}{disc}")
+        _write_json(result, Path(args.out) if args.out else Path(args.run) / "classify.json")
+        return 0
+    c, size = model.config.channels, model.config.image_size
+    try:
+        x = torch.cat([load_image(p, c, size) for p in args.image])
+    except ValueError as e:
+        raise GenzooError(str(e)) from None
+    freqs = None
+    if args.prior == "train":
+        freqs = torch.bincount(load_split(config["data"], "train").labels, minlength=model.config.num_classes)
+    post = posterior(model, x, k=args.iwae_k, seed=args.seed, class_frequencies=freqs)
+    for path, p in zip(args.image, post):
+        top = int(p.argmax())
+        print(f"{path}: class {top} (p = {p[top]:.4f}); p(y|x) = {', '.join(f'{v:.3g}' for v in p.tolist())}")
+    print(f"({describe(estimator, kw)}, {args.prior} prior)")
+    return 0
+
+
+def cmd_augment(args) -> int:
+    from .apps.augment import augmentation_gain, write_report
+    from .checkpoint import read_config
+    from .classifier import RecipeConfig
+    from .data import short_name
+
+    try:
+        seeds = [int(v) for v in args.seeds.split(",")]
+    except ValueError:
+        raise GenzooError(f"--seeds takes integers separated by commas, got {args.seeds!r}.") from None
+    if not 1 <= args.n_real <= 10_000_000:
+        raise GenzooError(f"--n-real must be between 1 and 10000000, got {args.n_real}.")
+    if not 1 <= args.classifier_steps <= 1_000_000:
+        raise GenzooError(f"--classifier-steps must be between 1 and 1000000, got {args.classifier_steps}.")
+    config = read_config(args.run)
+    result = augmentation_gain(args.run, args.n_real, seeds=seeds, gen_ratio=args.gen_ratio,
+                               recipe=RecipeConfig(steps=args.classifier_steps), cas_n=args.cas_n,
+                               sample_options=_parse_options(args.opt), ema=not args.no_ema,
+                               batch_size=args.batch_size, progress=not args.no_progress)
+    result["command"] = "genzoo " + " ".join(args.argv)
+    m = result["metrics"]
+    std = (lambda key: f" +- {100 * m[key]:.2f}" if key in m else "")
+    print(f"{result['model']} on {result['dataset']}, n = {result['n_real']} real + {result['n_generated']} "
+          f"generated, seeds {','.join(map(str, seeds))}")
+    print(f"  real          {100 * m['acc_real_mean']:.2f}%{std('acc_real_std')}")
+    print(f"  real + gen    {100 * m['acc_real_gen_mean']:.2f}%{std('acc_real_gen_std')}   "
+          f"(gain {100 * m['aug_gain']:+.2f} points)")
+    if "cas" in m:
+        print(f"  cas           {100 * m['cas']:.2f}% (the recipe on {result['cas_n']} generated images alone; "
+              f"cas_real {100 * m['cas_real']:.2f}%)")
+    for k, why in result["refused"].items():
+        print(f"  {k:<13} refused: {why}")
+    out = Path(args.out) if args.out else \
+        Path(args.run).parent / f"augment-{config['model_name']}-{short_name(config['data'])}"
+    path, png = write_report(result, out)
+    print(f"wrote {path} and {png}")
+    return 0
+
+
+def cmd_ood(args) -> int:
+    from . import load
+    from .apps.ood import ood_eval
+    from .checkpoint import read_config
+    from .data import check_name, short_name
+
+    config = read_config(args.run)
+    in_data = check_name(args.in_data) if args.in_data else config["data"]
+    if in_data != config["data"]:
+        raise GenzooError(f"{args.run} was trained on {config['data']}: that is its in-distribution data set, "
+                          f"not {in_data} (--in {config['data']}, or leave --in out).")
+    out_data = check_name(args.out_data)
+    if out_data == in_data:
+        raise GenzooError(f"--out must be another data set than --in ({in_data}).")
+    model = load(args.run, ema=not args.no_ema)
+    result = ood_eval(model, in_data, out_data, n=args.n, k=args.iwae_k, seed=args.seed,
+                      batch_size=args.batch_size, progress=not args.no_progress)
+    result = {**_run_record(args, config["model_name"]), **result}
+    m = result["metrics"]
+    print(f"{config['model_name']}: {in_data} (in) vs {out_data} (out), {result['n_in']} + {result['n_out']} "
+          f"test images, {result['estimator']}, {result['inputs']} inputs")
+    print(f"  ood_auroc             {m['ood_auroc']:.4f}  log p(x) (0.5 = chance; below 0.5 the out set looks "
+          "more likely than the in set)")
+    print(f"  ood_auroc_complexity  {m['ood_auroc_complexity']:.4f}  log2 P(x) + PNG bits (Serra et al. 2020)")
+    print(f"  ood_auroc_typicality  {m['ood_auroc_typicality']:.4f}  -|log p(x) - mean train log p(x)| "
+          "(Nalisnick et al. 2019)")
+    print(f"  mean log p(x): in {m['mean_log_px_in_nats']:.1f}, out {m['mean_log_px_out_nats']:.1f}, train "
+          f"{m['mean_log_px_train_nats']:.1f} nats")
+    _write_json(result, Path(args.report) if args.report else
+                Path(args.run) / f"ood-{short_name(in_data)}-vs-{short_name(out_data)}.json")
+    return 0
+
+
 EVAL_HELP = """\
 Score a run as METRICS.md defines it. fid, kid, pr (precision/recall, density/coverage) and score
 (classifier score) use genzoo's frozen classifier for the data set; nll and cas where the model has them.
@@ -476,6 +603,56 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=500)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("classify", help="a class-conditional model with a likelihood as a Bayes classifier: "
+                       "p(y|x) of images, or test accuracy beside the discriminative classifier")
+    s.add_argument("run", help="run folder of a class-conditional model with a likelihood")
+    s.add_argument("--image", nargs="+", metavar="IMG", help="image files to classify (resized to the model's size)")
+    s.add_argument("--test", action="store_true", help="accuracy on the run's test split (writes RUN/classify.json)")
+    s.add_argument("--n", type=int, help="--test: the first n test images (default all)")
+    s.add_argument("--noise-std", type=float, nargs="+", default=[0.0], metavar="S",
+                   help="--test: also under additive Gaussian noise of these stds ([0, 1] units, clipped)")
+    s.add_argument("--iwae-k", type=int, default=100, help="importance samples of a VAE's bound (default 100)")
+    s.add_argument("--prior", default="uniform", choices=["uniform", "train"],
+                   help="p(y): uniform (default) or the train split's class frequencies")
+    s.add_argument("--seed", type=int, default=0, help="binarization/dequantization and noise seed (default 0)")
+    s.add_argument("--batch-size", type=int, default=100)
+    s.add_argument("--out", help="--test: result JSON (default RUN/classify.json)")
+    s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_classify)
+
+    s = sub.add_parser("augment", help="augmentation gain: the fixed classifier recipe on n real images vs n real + "
+                       "generated, from a conditional model trained on the same n")
+    s.add_argument("run", help="run folder of a class-conditional model trained with --set train_subset=N (or on "
+                   "the whole train split)")
+    s.add_argument("--n-real", type=int, required=True, help="real labelled images n; must be the run's")
+    s.add_argument("--seeds", default="0,1,2", help="classifier and sampling seeds (default 0,1,2)")
+    s.add_argument("--gen-ratio", type=float, default=1.0, help="generated images per real image (default 1)")
+    s.add_argument("--classifier-steps", type=int, default=4000, help="steps of the classifier recipe "
+                   "(default 4000, the recipe's)")
+    s.add_argument("--cas-n", type=int, default=60_000, help="generated images of CAS (default 60000; 0 = no CAS)")
+    s.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a sampling option of the model")
+    s.add_argument("--out", help="report folder (default: runs/augment-MODEL-DATA beside the run); the plot "
+                   "there shows every n reported in it")
+    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_augment)
+
+    s = sub.add_parser("ood", help="out-of-distribution AUROC of a likelihood model: raw log p(x), the "
+                       "input-complexity correction, the typicality test")
+    s.add_argument("run", help="run folder of a model with a likelihood")
+    s.add_argument("--in", dest="in_data", help="in-distribution data set (default and only choice: the run's)")
+    s.add_argument("--out", dest="out_data", required=True, help="out-of-distribution data set of the same shape")
+    s.add_argument("--n", type=int, default=2000, help="test images of each set (the first n; default 2000)")
+    s.add_argument("--iwae-k", type=int, default=100, help="importance samples of a VAE's bound (default 100)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch-size", type=int, default=100)
+    s.add_argument("--report", help="result JSON (default RUN/ood-IN-vs-OUT.json)")
+    s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_ood)
     return p
 
 

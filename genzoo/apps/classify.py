@@ -1,0 +1,203 @@
+"""A generative (Bayes) classifier over any class-conditional model with a likelihood.
+
+    p(y|x) = p(x|y) p(y) / sum_y' p(x|y') p(y'),   prediction argmax_y log p(x|y) + log p(y)
+
+log p(x|y) is asked of the model's capabilities, never of its class name:
+  - ``exact_likelihood`` (conditional flows and autoregressive models): ``log_prob(x, labels)`` is exact;
+  - a ``log_prob`` that takes ``k`` (a conditional VAE): the IWAE bound with k importance samples (Burda et al.
+    2016), the same noise for every class (common random numbers) so that the differences between classes
+    carry no extra sampling noise;
+  - any other likelihood (the diffusion bound: T network passes per image, and its log_prob takes no smaller
+    number of timesteps) is refused with the reason, as is a model without a likelihood or without classes.
+The prior p(y) is uniform unless class frequencies are given (``class_frequencies``: those of the train split).
+
+Inputs are scored as genzoo's evaluation scores the test set (genzoo/likelihood.py): images are read as 8-bit
+levels k = round(255 x), then a binarized model gets one Bernoulli draw with p = k/255 and any other model the
+uniform dequantization (k + u) / 256, both from a generator seeded with ``seed`` (0: the evaluation's draws).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+from tqdm import tqdm
+
+from ..errors import GenzooError
+from ..likelihood import binarize_fixed, dequantize_fixed, is_binarized
+
+MAX_IWAE_K = 100_000
+
+
+def likelihood_estimator(model, k: int = 100) -> tuple[str, dict]:
+    """("exact", {}) or ("iwae", {"k": k}): how ``log_prob`` gives log p(x|y) for this model; a GenzooError
+    with the reason when it cannot (unconditional, no likelihood, or a bound too expensive to take per class)."""
+    name = type(model).__name__
+    if not getattr(model, "conditional", False):
+        raise GenzooError(f"a Bayes classifier needs log p(x|y) from a class-conditional model; this {name} is "
+                          "unconditional.")
+    if not model.has_likelihood:
+        raise GenzooError(f"a Bayes classifier needs a likelihood; this {name} defines none "
+                          f"({model.no_likelihood_reason}).")
+    if getattr(model, "exact_likelihood", False):
+        return "exact", {}
+    if "k" in inspect.signature(model.log_prob).parameters:
+        if not 1 <= k <= MAX_IWAE_K:
+            raise GenzooError(f"the IWAE k must be between 1 and {MAX_IWAE_K}, got {k}.")
+        return "iwae", {"k": int(k)}
+    raise GenzooError(f"{name}.log_prob is neither exact (exact_likelihood) nor a bound with a chosen cost (a k "
+                      "keyword): its one bound costs the model's full bound for every image and every class "
+                      "(for diffusion, T network passes each), so genzoo does not classify with it.")
+
+
+def describe(estimator: str, kw: dict) -> str:
+    """The estimator of log p(x|y) in words, as results state it (METRICS.md)."""
+    return "exact log p(x|y)" if estimator == "exact" else f"IWAE bound on log p(x|y), k = {kw['k']}"
+
+
+def model_inputs(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """What ``log_prob`` scores for images ``x`` (N, C, H, W), uint8 or float in [0, 1]: the 8-bit levels,
+    binarized (binarized models) or dequantized (all others) with a generator seeded with ``seed``."""
+    if x.dtype == torch.uint8:
+        k = x
+    else:
+        if x.min() < 0 or x.max() > 1:
+            raise GenzooError("images must be in [0, 1].")
+        k = (x.float() * 255).round().to(torch.uint8)
+    return binarize_fixed(k, seed) if is_binarized(model) else dequantize_fixed(k, seed)
+
+
+def _check_shape(model, x: torch.Tensor) -> None:
+    c = model.config
+    want = (c.channels, c.image_size, c.image_size)
+    if x.ndim != 4 or tuple(x.shape[1:]) != want:
+        raise GenzooError(f"the model takes images of shape (N, {want[0]}, {want[1]}, {want[2]}), got "
+                          f"{tuple(x.shape)}.")
+
+
+@torch.no_grad()
+def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, seed: int = 0, batch_size: int = 100,
+                          prepared: bool = False, progress: bool = False) -> torch.Tensor:
+    """log p(x|y) for every image and every class, (N, C) float64 nats.
+
+    ``x`` (N, C, H, W): images (uint8, or float in [0, 1]) scored as ``model_inputs`` prepares them, or with
+    ``prepared`` the exact inputs of ``log_prob`` (already binarized or dequantized). ``k`` is the IWAE k of a
+    latent-variable model; ``seed`` seeds the binarization/dequantization and the importance samples: those of
+    the batch starting at image i come from a generator seeded with seed * 1000003 + 1 + i, the same for every
+    class (common random numbers).
+    """
+    estimator, kw = likelihood_estimator(model, k)
+    _check_shape(model, x)
+    if not 1 <= batch_size <= 100_000:
+        raise GenzooError(f"batch_size must be between 1 and 100000, got {batch_size}.")
+    xp = x.float() if prepared else model_inputs(model, x, seed)
+    takes_generator = "generator" in inspect.signature(model.log_prob).parameters
+    num_classes = model.config.num_classes
+    out = torch.empty(len(xp), num_classes, dtype=torch.float64)
+    for start in tqdm(range(0, len(xp), batch_size), desc=f"log p(x|y), {estimator}", disable=not progress,
+                      leave=False):
+        xb = xp[start:start + batch_size].to(model.device)
+        for c in range(num_classes):
+            extra = dict(kw)
+            if takes_generator:      # the same draws for every class of this batch (common random numbers)
+                extra["generator"] = torch.Generator(model.device).manual_seed(seed * 1_000_003 + 1 + start)
+            labels = torch.full((len(xb),), c, dtype=torch.long, device=model.device)
+            out[start:start + len(xb), c] = model.log_prob(xb, labels=labels, **extra).double().cpu()
+    return out
+
+
+def log_prior(num_classes: int, class_frequencies: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(y), (C,) float64: uniform, or proportional to ``class_frequencies`` (counts or shares, (C,))."""
+    if class_frequencies is None:
+        return torch.full((num_classes,), -math.log(num_classes), dtype=torch.float64)
+    f = torch.as_tensor(class_frequencies, dtype=torch.float64)
+    if f.shape != (num_classes,) or (f < 0).any() or f.sum() <= 0:
+        raise GenzooError(f"class frequencies must be {num_classes} non-negative numbers with a positive sum.")
+    return (f / f.sum()).log()
+
+
+def posterior(model=None, x: torch.Tensor | None = None, *, log_likelihoods: torch.Tensor | None = None,
+              class_frequencies: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    """p(y|x) by Bayes' rule, (N, C) float64, rows summing to 1.
+
+    From ``model`` and images ``x`` (``kwargs`` go to ``class_log_likelihoods``), or from given
+    ``log_likelihoods`` (N, C). The prior is uniform unless ``class_frequencies`` (C,) are given.
+    """
+    if log_likelihoods is None:
+        if model is None or x is None:
+            raise GenzooError("posterior needs a model and images, or log_likelihoods.")
+        log_likelihoods = class_log_likelihoods(model, x, **kwargs)
+    ll = log_likelihoods.double()
+    joint = ll + log_prior(ll.shape[1], class_frequencies)
+    return (joint - joint.logsumexp(1, keepdim=True)).exp()
+
+
+def add_noise(images: torch.Tensor, std: float, seed: int = 0) -> torch.Tensor:
+    """uint8 images (N, C, H, W) plus N(0, std^2) noise in [0, 1] units, clipped to [0, 1] and read back as 8-bit
+    levels (uint8), from a generator seeded with ``seed``; std 0 returns the images."""
+    if not 0 <= std <= 10:
+        raise GenzooError(f"a noise std must be between 0 and 10, got {std}.")
+    if std == 0:
+        return images
+    g = torch.Generator().manual_seed(seed)
+    x = images.float() / 255 + std * torch.randn(images.shape, generator=g)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0,), k: int = 100, seed: int = 0,
+                  prior: str = "uniform", batch_size: int = 100, discriminative=None,
+                  progress: bool = True) -> dict:
+    """Accuracy of the Bayes classifier on the first ``n`` test images of ``dataset`` (all when None), clean and
+    under additive Gaussian noise of each std in ``noise_stds`` (clipped to [0, 1], seed ``seed``), beside the
+    ``discriminative`` classifier (genzoo's shipped frozen classifier for the data set when None and one ships).
+
+    ``prior`` is "uniform" or "train" (the class frequencies of the train split). Returns a record with
+    ``bayes_acc`` and ``discriminative_acc`` per std, the estimator, the prior and the counts.
+    """
+    from ..classifier import load_frozen, predict
+    from ..data import load_split
+    estimator, kw = likelihood_estimator(model, k)
+    if prior not in ("uniform", "train"):
+        raise GenzooError(f"prior must be uniform or train, got {prior!r}.")
+    test = load_split(dataset, "test")
+    if test.num_classes != model.config.num_classes:
+        raise GenzooError(f"{dataset} has {test.num_classes} classes, the model {model.config.num_classes}.")
+    _check_shape(model, test.images[:1])
+    total = len(test.images)
+    n = total if n is None else n
+    if not 1 <= n <= total:
+        raise GenzooError(f"n must be between 1 and {total} (the {dataset} test split), got {n}.")
+    freqs = None
+    if prior == "train":
+        freqs = torch.bincount(load_split(dataset, "train").labels, minlength=test.num_classes)
+    disc_record = None
+    if discriminative is None:
+        try:
+            discriminative, rec = load_frozen(dataset)
+            disc_record = {"name": f"genzoo classifier-{dataset}", "test_accuracy": rec["test_accuracy"]}
+        except GenzooError:
+            discriminative = None
+    stds = sorted({0.0, *(float(s) for s in noise_stds)})
+    labels = test.labels[:n]
+    rows = []
+    for std in stds:
+        # noise on the whole split, then the first n: a subset sees the same images and draws as the whole set
+        noisy = add_noise(test.images, std, seed + 1)
+        xp = model_inputs(model, noisy, seed)[:n]
+        post = posterior(log_likelihoods=class_log_likelihoods(model, xp, prepared=True, k=k, seed=seed,
+                                                               batch_size=batch_size, progress=progress),
+                         class_frequencies=freqs)
+        row = {"noise_std": std, "bayes_acc": (post.argmax(1) == labels).double().mean().item(),
+               "bayes_mean_true_class_prob": post[torch.arange(n), labels].mean().item()}
+        if discriminative is not None:
+            probs = predict(discriminative, noisy[:n])[1]
+            row["discriminative_acc"] = (probs.argmax(1) == labels).double().mean().item()
+        rows.append(row)
+    return {"dataset": dataset, "split": "test", "n": n, "estimator": describe(estimator, kw),
+            **({"iwae_k": kw["k"]} if "k" in kw else {}),
+            "prior": "uniform" if freqs is None else "train-split class frequencies",
+            "inputs": "binarized (seed 0)" if is_binarized(model) else "dequantized (seed 0)",
+            "noise": f"additive N(0, std^2) in [0, 1] units, clipped to [0, 1], 8-bit, seed {seed + 1}",
+            "discriminative": disc_record, "by_noise": rows,
+            "bayes_acc": rows[0]["bayes_acc"],
+            **({"discriminative_acc": rows[0]["discriminative_acc"]} if "discriminative_acc" in rows[0] else {})}

@@ -1,0 +1,174 @@
+"""The Bayes classifier (genzoo.apps.classify, `genzoo classify`): Bayes' rule against a float64 hand computation from
+log_prob, refusals by capability, the noise, and the command on a conditional VAE trained on digits."""
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from genzoo.apps.classify import add_noise, class_log_likelihoods, likelihood_estimator, posterior
+from genzoo.classifier import accuracy, load_frozen
+from genzoo.cli import main
+from genzoo.data import load_split
+from genzoo.errors import GenzooError
+from genzoo.likelihood import binarize_fixed, dequantize_fixed
+from genzoo.models import build_model
+from helpers import tiny_args, tiny_config
+
+
+def _model(name, **over):
+    torch.manual_seed(0)
+    return build_model(name, dataclasses.replace(tiny_config(name), **over)).eval()
+
+
+def _images(n=5, seed=1):
+    return torch.randint(0, 256, (n, 1, 8, 8), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def _hand_posterior(ll: list[list[float]], log_p: list[float]) -> list[list[float]]:
+    # Bayes' rule one row at a time in Python floats (float64), max-shifted
+    out = []
+    for row in ll:
+        joint = [a + b for a, b in zip(row, log_p)]
+        m = max(joint)
+        z = sum(math.exp(j - m) for j in joint)
+        out.append([math.exp(j - m) / z for j in joint])
+    return out
+
+
+@pytest.mark.parametrize("name", ["glow", "pixelcnn"])
+def test_exact_models_posterior_is_bayes_rule_on_log_prob(name):
+    model = _model(name, conditional=True)
+    assert likelihood_estimator(model)[0] == "exact"
+    x = _images()
+    # the evaluation's inputs, built here from genzoo.likelihood directly
+    xp = binarize_fixed(x, 0) if name == "pixelcnn" else dequantize_fixed(x, 0)
+    hand = [[model.log_prob(xp, labels=torch.full((len(x),), c)).double()[i].item() for c in range(10)]
+            for i in range(len(x))]
+    ll = class_log_likelihoods(model, x, batch_size=2)          # batches of 2: the split must not matter
+    assert ll.dtype == torch.float64 and ll.shape == (5, 10)
+    assert torch.allclose(ll, torch.tensor(hand, dtype=torch.float64), rtol=0, atol=1e-4)
+    post = posterior(log_likelihoods=ll)
+    assert torch.allclose(post.sum(1), torch.ones(5, dtype=torch.float64), rtol=0, atol=1e-12)
+    uniform = _hand_posterior(ll.tolist(), [-math.log(10)] * 10)
+    assert torch.allclose(post, torch.tensor(uniform, dtype=torch.float64), rtol=0, atol=1e-12)
+    freqs = torch.arange(1, 11, dtype=torch.float64)            # a non-uniform prior moves the posterior
+    prior = [math.log(f / 55) for f in range(1, 11)]
+    post_f = posterior(log_likelihoods=ll, class_frequencies=freqs)
+    assert torch.allclose(post_f, torch.tensor(_hand_posterior(ll.tolist(), prior), dtype=torch.float64),
+                          rtol=0, atol=1e-12)
+    assert not torch.allclose(post_f, post)
+    # posterior(model, x) = the same numbers from images in [0, 1]
+    assert torch.allclose(posterior(model, x.float() / 255, batch_size=5), post, rtol=0, atol=1e-12)
+
+
+def test_cvae_uses_the_iwae_bound_with_the_same_draws_for_every_class():
+    model = _model("cvae")
+    est, kw = likelihood_estimator(model, k=7)
+    assert (est, kw) == ("iwae", {"k": 7})
+    x = _images(4)
+    xp = binarize_fixed(x, 3)                                   # the seed seeds the binarization too
+    g = lambda: torch.Generator().manual_seed(3 * 1_000_003 + 1)       # noqa: E731  (the documented seeding)
+    hand = torch.stack([model.log_prob(xp, labels=torch.full((4,), c), k=7, generator=g()).double()
+                        for c in range(10)], 1)
+    ll = class_log_likelihoods(model, x, k=7, seed=3, batch_size=4)
+    assert torch.allclose(ll, hand, rtol=0, atol=1e-4)
+    assert torch.equal(ll, class_log_likelihoods(model, x, k=7, seed=3, batch_size=4))       # seeded
+    post = posterior(model, x, k=7, seed=3, batch_size=4)
+    assert torch.allclose(post.sum(1), torch.ones(4, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(post, torch.tensor(_hand_posterior(ll.tolist(), [-math.log(10)] * 10),
+                                             dtype=torch.float64), atol=1e-12)
+
+
+@pytest.mark.parametrize("name,over,reason", [
+    ("vae", {}, "unconditional"),
+    ("glow", {}, "unconditional"),
+    ("cgan", {}, "defines none"),
+    ("cvae", {"adversarial": True}, "defines none"),
+    ("ddpm-cfg", {"timesteps": 10}, "T network passes"),
+])
+def test_refuses_models_without_classes_or_a_usable_likelihood(name, over, reason):
+    model = _model(name, **over)
+    with pytest.raises(GenzooError, match=reason):
+        class_log_likelihoods(model, _images(2))
+    with pytest.raises(GenzooError, match=reason):
+        posterior(model, _images(2))
+
+
+def test_noise_is_seeded_clipped_and_of_the_stated_std():
+    x = torch.full((200, 1, 8, 8), 128, dtype=torch.uint8)
+    assert add_noise(x, 0.0) is x
+    a, b = add_noise(x, 0.05, seed=4), add_noise(x, 0.05, seed=4)
+    assert torch.equal(a, b) and not torch.equal(a, add_noise(x, 0.05, seed=5))
+    d = (a.double() - 128) / 255                               # mid-grey, 2.6 std from either end: no clipping
+    assert abs(d.std().item() - 0.05) < 0.0015                 # 12,800 draws, rounded to 1/255
+    edge = add_noise(torch.full((50, 1, 8, 8), 250, dtype=torch.uint8), 0.5, seed=0)
+    assert edge.max() == 255 and (edge == 255).double().mean() > 0.4     # clipped at 1, not wrapped
+    with pytest.raises(GenzooError):
+        add_noise(x, -0.1)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("classify")
+    common = ["--data", "digits", "--no-progress", "--set", "batch_size=64", "--set", "coverage_every_steps=0",
+              "--set", "sample_every_steps=0", "--set", "final_eval=false"]
+    # long enough for a conditional VAE on 8x8 digits to classify far above chance (87% after 1500 steps)
+    assert main(["train", "cvae", "--steps", "800", "--out", str(root / "cvae"), *common,
+                 "--set", "width=16"]) == 0
+    assert main(["train", "vae", "--steps", "5", "--out", str(root / "vae"), *common, *tiny_args("vae")]) == 0
+    return root
+
+
+def test_classify_test_set_command(runs, capsys):
+    out = runs / "c.json"
+    assert main(["classify", str(runs / "cvae"), "--test", "--iwae-k", "16", "--noise-std", "0.2", "--out",
+                 str(out), "--no-progress"]) == 0
+    res = json.loads(out.read_text())
+    assert res["estimator"] == "IWAE bound on log p(x|y), k = 16" and res["prior"] == "uniform"
+    assert res["n"] == 300 and [r["noise_std"] for r in res["by_noise"]] == [0.0, 0.2]
+    assert res["bayes_acc"] > 0.6                              # chance is 0.1
+    test = load_split("digits", "test")
+    assert res["discriminative_acc"] == pytest.approx(accuracy(load_frozen("digits")[0], test.images, test.labels),
+                                                      abs=1e-6)
+    noisy = res["by_noise"][1]
+    assert noisy["bayes_acc"] < res["bayes_acc"] + 0.05 and noisy["discriminative_acc"] < res["discriminative_acc"]
+    for key in ("model", "run", "command", "machine", "checkpoint", "inputs", "noise"):
+        assert key in res, key
+    printed = capsys.readouterr().out
+    assert "bayes_acc" in printed and "discriminative" in printed
+
+
+def test_classify_images_prints_the_posterior(runs, tmp_path, capsys):
+    test = load_split("digits", "test")
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"d{i}.png"
+        Image.fromarray(test.images[i, 0].numpy()).save(p)
+        paths.append(str(p))
+    assert main(["classify", str(runs / "cvae"), "--image", *paths, "--iwae-k", "8"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith(paths[0]) and "IWAE bound" in lines[2]
+    probs = [float(v) for v in lines[0].split("p(y|x) = ")[1].split(", ")]
+    assert len(probs) == 10 and sum(probs) == pytest.approx(1, abs=1e-2)
+
+
+def _one_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("genzoo: error: ") and all(line.startswith("  ") for line in lines[1:]), err
+    assert "Traceback" not in err
+    return " ".join(line.strip() for line in lines)
+
+
+def test_classify_errors_are_one_clear_line(runs, capsys):
+    cases = [("vae", ["--test"], "unconditional"),
+             ("cvae", [], "one of the two"),
+             ("cvae", ["--image", str(runs / "missing.png")], "does not exist"),
+             ("cvae", ["--test", "--n", "0"], "between 1 and 300"),
+             ("cvae", ["--test", "--noise-std", "-1"], "noise std"),
+             ("cvae", ["--test", "--iwae-k", "0"], "IWAE k")]
+    for run, argv, reason in cases:
+        assert main(["classify", str(runs / run), *argv, "--no-progress"]) == 2, argv
+        assert reason in _one_error(capsys.readouterr().err), argv

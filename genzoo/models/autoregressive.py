@@ -119,6 +119,17 @@ class Autoregressive(GenerativeModel):
         return 0.0 if self.levels == 2 else x[0].numel() * math.log(256)
 
     @torch.no_grad()
+    def value_log_probs(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x_i | x_<i) of every value, (B, C, H, W) nats, x read as its levels as in log_prob (binary:
+        x > 1/2); their sum is log_prob less the D ln 256 of 8-bit models. genzoo.apps.restore weights
+        completions by the known values' terms."""
+        logits = self.logits(x, labels).float()                               # (B, C, K, H, W)
+        k = self._target(x)
+        if self.k_out == 1:
+            return -F.binary_cross_entropy_with_logits(logits[:, :, 0], k.float(), reduction="none")
+        return logits.log_softmax(2).gather(2, k.long().unsqueeze(2))[:, :, 0]
+
+    @torch.no_grad()
     def log_prob(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log p(x[|y]) per image in nats, (B,), in one pass.
 

@@ -438,9 +438,9 @@ class Flow(GenerativeModel):
         """The flow's exact latent of each image x (B, C, H, W) in [0, 1]: (B, D)."""
         return torch.cat([e.flatten(1) for e in self.forward_flow(x, labels)[0]], 1).float()
 
-    @torch.no_grad()
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images in [0, 1] from latents (B, D), the inverse of encode_latents."""
+        """Images in [0, 1] from latents (B, D), the inverse of encode_latents; differentiable in z (latent fitting
+        in genzoo.apps.restore backpropagates through it)."""
         sizes = [c * h * w for c, h, w in self.noise_shapes]
         eps = [part.view(-1, *shape) for part, shape in zip(z.split(sizes, 1), self.noise_shapes)]
         return torch.nan_to_num(self.inverse_flow(eps, labels).float(), nan=0.5).clamp(0, 1)

@@ -261,9 +261,9 @@ class GAN(GenerativeModel):
         """Noise and InfoGAN codes (n, latent_dim + code_dim) from the prior."""
         return self.draw_latents(n, generator)[0]
 
-    @torch.no_grad()
     def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Images in [0, 1] from latents (B, latent_dim + code_dim)."""
+        """Images in [0, 1] from latents (B, latent_dim + code_dim); differentiable in the latents (latent fitting
+        in genzoo.apps.restore backpropagates through it; callers that need no gradient use torch.no_grad)."""
         return ((self.generate(latents, labels).float() + 1) / 2).clamp(0, 1)
 
     def generate(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -329,6 +329,100 @@ def cmd_interpolate(args) -> int:
     return 0
 
 
+def _write_png(x, path: str) -> Path:
+    """One image (1, C, H, W) in [0, 1] as a PNG at its own size."""
+    from PIL import Image
+    from .images import to_uint8
+    arr = to_uint8(x)[0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
+    return path
+
+
+def _check_png_outputs(*paths) -> None:
+    for p in paths:
+        if p is not None and not p.lower().endswith(".png"):
+            raise GenzooError(f"{p}: --out and --compare are .png files.")
+
+
+def cmd_restore(args) -> int:
+    import torch
+    from . import load
+    from .apps.restore import TASKS, capabilities, degrade, load_mask, mask_preset, observed_view, restore
+    from .images import load_image, save_grid
+
+    _check_png_outputs(args.out, args.compare)
+    if args.task not in TASKS:
+        raise GenzooError(f"unknown task {args.task!r}; tasks: {', '.join(TASKS)}.")
+    model = load(args.run, ema=not args.no_ema)
+    c, size = model.config.channels, model.config.image_size
+    if args.task == "inpaint" and (args.mask is None) == (args.mask_preset is None):
+        raise GenzooError("inpaint needs one of --mask PNG (white = known, black = unknown) and --mask-preset "
+                          "center|half|random50.")
+    if args.task != "inpaint" and (args.mask or args.mask_preset):
+        raise GenzooError(f"--mask and --mask-preset say what an inpainting knows; --task {args.task} takes neither.")
+    g_obs = torch.Generator().manual_seed(args.seed)          # the random50 mask and the --degrade noise
+    try:   # superres reads IMG as the low-resolution input, unless --degrade makes it from IMG
+        x = load_image(args.image, c, size // 2 if args.task == "superres" and not args.degrade else size)
+    except ValueError as e:
+        raise GenzooError(str(e)) from None
+    clean = x if args.degrade else None
+    if args.degrade:
+        x = degrade(x, args.task, noise_std=args.noise_std, generator=g_obs)
+    known = None
+    if args.task == "inpaint":
+        known = load_mask(args.mask, size) if args.mask else mask_preset(args.mask_preset, 1, size, g_obs)
+    labels = _parse_labels(args.label, 1, model) if args.label is not None else None
+    out = restore(model, x, known, args.task, noise_std=args.noise_std, labels=labels,
+                  generator=torch.Generator(device=model.device).manual_seed(args.seed),
+                  progress=not args.no_progress, **_parse_options(args.opt))
+    path = _write_png(out, args.out)
+    if args.compare:
+        panels = [observed_view(x.cpu(), args.task, known), out.cpu()] + ([clean] if clean is not None else [])
+        save_grid(torch.cat(panels), args.compare, nrow=len(panels), scale=4)
+    print(f"wrote {path} ({args.task} by {capabilities(model)[args.task]})"
+          + (f" and {args.compare}" if args.compare else ""))
+    return 0
+
+
+def cmd_edit(args) -> int:
+    import torch
+    from . import load
+    from .apps.edit import class_edit
+    from .checkpoint import read_config
+    from .data import load_split
+    from .images import load_image, save_grid
+
+    _check_png_outputs(args.out, args.compare)
+    if not 1 <= args.reference_images <= 10_000:
+        raise GenzooError(f"--reference-images must be between 1 and 10000, got {args.reference_images}.")
+    model = load(args.run, ema=not args.no_ema)
+    try:
+        x = load_image(args.image, model.config.channels, model.config.image_size)
+    except ValueError as e:
+        raise GenzooError(str(e)) from None
+    images = labels = None
+    if not model.conditional and callable(getattr(model, "encode_latents", None)):
+        # the attribute vector comes from the first --reference-images test images of each of the two classes
+        data = read_config(args.run)["data"]
+        test = load_split(data, "test")
+        if test.num_classes < 2:
+            raise GenzooError(f"{data} has no class labels to compute an attribute vector from.")
+        keep = torch.cat([(test.labels == k).nonzero()[:args.reference_images, 0]
+                          for k in (args.from_label, args.to_label)])
+        images, labels = test.images[keep].float() / 255, test.labels[keep]
+    edit = (lambda b: class_edit(model, x, args.from_label, b, images=images, labels=labels).cpu())
+    out = edit(args.to_label)
+    path = _write_png(out, args.out)
+    if args.compare:   # the input, its reconstruction as class A, the edit
+        save_grid(torch.cat([x, edit(args.from_label), out]), args.compare, nrow=3, scale=4)
+    how = "encoded as class" if model.conditional else "attribute vector from class"
+    print(f"wrote {path} ({how} {args.from_label} -> {args.to_label})"
+          + (f" and {args.compare}" if args.compare else ""))
+    return 0
+
+
 def cmd_eval(args) -> int:
     from .evaluate import evaluate_run, format_table, write_result
 
@@ -566,6 +660,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gif", help="GIF path (default: --out with .gif)")
     s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     s.set_defaults(func=cmd_interpolate)
+
+    s = sub.add_parser("restore", help="inpaint, denoise or 2x super-resolve an image with any model that can "
+                       "(diffusion, autoregressive, VAE, flow, GAN)")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--image", required=True, metavar="IMG", help="the image, centre-cropped and resized to the "
+                   "model's size (superres: to half of it, the low-resolution input)")
+    s.add_argument("--task", default="inpaint", help="inpaint (default), denoise or superres (2x)")
+    s.add_argument("--mask", metavar="PNG", help="inpaint: white = known, black = unknown, at the model's size")
+    s.add_argument("--mask-preset", metavar="NAME", help="inpaint: center (the centre half-square unknown), half "
+                   "(the bottom half unknown) or random50 (each pixel unknown with p = 0.5, seeded)")
+    s.add_argument("--noise-std", type=float, metavar="S", help="denoise: the std of the image's Gaussian noise "
+                   "on the [0, 1] scale")
+    s.add_argument("--degrade", action="store_true", help="IMG is clean: degrade it first (noise of --noise-std, "
+                   "the 2x2 means), to see the model restore a known answer")
+    s.add_argument("--label", help="the image's class, for conditional models")
+    s.add_argument("--seed", type=int, default=0, help="seeds the random50 mask, the --degrade noise and the "
+                   "method's draws")
+    s.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a method option (repeatable): steps, "
+                   "resample, jump (diffusion); particles (autoregressive); restarts, iters, lr, fit_std (latents)")
+    s.add_argument("--out", required=True, help="the restored image, a PNG at the model's size")
+    s.add_argument("--compare", metavar="PNG", help="also a strip: the input as the model sees it, the result, "
+                   "and the original with --degrade")
+    s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_restore)
+
+    s = sub.add_parser("edit", help="redraw an image as another class, keeping its style (models with an encoder)")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--image", required=True, metavar="IMG", help="the image, centre-cropped and resized")
+    s.add_argument("--from-label", type=int, required=True, metavar="A", help="the image's class")
+    s.add_argument("--to-label", type=int, required=True, metavar="B", help="the class to turn it into")
+    s.add_argument("--reference-images", type=int, default=500, metavar="N", help="unconditional models: test "
+                   "images per class for the attribute vector (default 500)")
+    s.add_argument("--out", required=True, help="the edited image, a PNG at the model's size")
+    s.add_argument("--compare", metavar="PNG", help="also a strip: the input, its reconstruction as A, the edit")
+    s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    s.set_defaults(func=cmd_edit)
 
     s = sub.add_parser("eval", help="score a run: FID/KID/precision-recall, classifier score, likelihood, CAS, "
                        "Inception FID", formatter_class=argparse.RawDescriptionHelpFormatter, description=EVAL_HELP)

@@ -1,5 +1,6 @@
 """Latent interpolation (genzoo.apps.edit, `genzoo interpolate`): slerp against its closed form, endpoints that are
 the models' own images, and the command's files and errors."""
+import dataclasses
 import math
 
 import numpy as np
@@ -120,3 +121,103 @@ def test_unreadable_image_is_a_clear_error(vae_run, tmp_path, capsys):
     assert main(["interpolate", str(vae_run), "--from", str(bad), "--to", str(bad),
                  "--out", str(tmp_path / "x.png")]) == 2
     assert "not a readable image" in capsys.readouterr().err
+
+
+# -- class edits (class_edit, `genzoo edit`)
+
+def test_conditional_flow_edit_keeps_the_latent_and_changes_only_the_label():
+    # a conditional flow is a bijection for each label: editing A -> A gives the image back, and the edit A -> B is
+    # the image whose latent under B is the input's latent under A ("same style, other class")
+    from genzoo.apps.edit import class_edit
+    torch.manual_seed(0)
+    flow = build_model("glow", dataclasses.replace(tiny_config("glow"), conditional=True)).eval()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.normal_(0, 0.02)
+    x = 0.3 + 0.4 * torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(2))   # far from the clamp
+    assert (class_edit(flow, x, 4, 4) - x).abs().max() < 1e-4
+    edited = class_edit(flow, x, 4, 7)
+    assert (edited - x).abs().max() > 0.01 and 0 < edited.min() and edited.max() < 1
+    z_a = flow.encode_latents(x, torch.full((3,), 4))
+    z_b = flow.encode_latents(edited, torch.full((3,), 7))
+    assert (z_a - z_b).abs().max() < 1e-3
+
+
+def test_cvae_edit_decodes_the_label_a_latent_with_label_b():
+    from genzoo.apps.edit import class_edit
+    torch.manual_seed(0)
+    cvae = build_model("cvae", tiny_config("cvae")).eval()
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    mu, _ = cvae.encode(x, torch.tensor([3, 3]))
+    want = cvae.decode(mu, torch.tensor([8, 8]))
+    assert torch.allclose(class_edit(cvae, x, 3, 8), want, atol=1e-6)
+    assert not torch.allclose(class_edit(cvae, x, 3, 8), class_edit(cvae, x, 3, 3))
+    with pytest.raises(GenzooError, match=r"label must be an integer in \[0, 9\]"):
+        class_edit(cvae, x, 3, 10)
+
+
+def test_attribute_vector_is_the_difference_of_class_means_of_the_latents():
+    from genzoo.apps.edit import attribute_vector, class_edit
+    torch.manual_seed(0)
+    vae = build_model("vae", tiny_config("vae")).eval()
+    g = torch.Generator().manual_seed(3)
+    images, labels = torch.rand(40, 1, 8, 8, generator=g), torch.randint(0, 4, (40,), generator=g)
+    # by hand, one image at a time in float64
+    z = [vae.encode(images[i:i + 1])[0][0].double() for i in range(40)]
+    mean = (lambda c: sum(z[i] for i in range(40) if labels[i] == c) / int((labels == c).sum()))
+    v = attribute_vector(vae, images, labels, 1, 2, batch_size=7)
+    assert torch.allclose(v[0].double(), mean(2) - mean(1), atol=1e-5)
+    x = images[:3]
+    want = vae.decode(vae.encode(x)[0] + v)
+    assert torch.allclose(class_edit(vae, x, 1, 2, images=images, labels=labels), want, atol=1e-6)
+    with pytest.raises(GenzooError, match="unconditional"):
+        class_edit(vae, x, 1, 2)
+    with pytest.raises(GenzooError, match="no image of class"):
+        class_edit(vae, x, 1, 2, images=images[labels != 2], labels=labels[labels != 2])
+    with pytest.raises(GenzooError, match="no encoder"):
+        class_edit(build_model("cgan", tiny_config("cgan")).eval(), x, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def edit_runs(tmp_path_factory):
+    out = {}
+    for name in ("cvae", "dcgan"):
+        out[name] = tmp_path_factory.mktemp("edit") / name
+        assert main(["train", name, "--data", "digits", "--steps", "3", "--out", str(out[name]), "--no-progress",
+                     "--set", "coverage_every_steps=0", *tiny_args(name)]) == 0
+    return out
+
+
+def test_edit_command_works_for_a_cvae_and_an_unconditional_vae(edit_runs, vae_run, tmp_path, capsys):
+    img = tmp_path / "x.png"
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(img)
+    out, compare = tmp_path / "e.png", tmp_path / "c.png"
+    assert main(["edit", str(edit_runs["cvae"]), "--image", str(img), "--from-label", "3", "--to-label", "5",
+                 "--out", str(out), "--compare", str(compare)]) == 0
+    from genzoo.apps.edit import class_edit
+    want = class_edit(load(edit_runs["cvae"]), torch.full((1, 1, 8, 8), 200 / 255), 3, 5)
+    got = torch.from_numpy(np.asarray(Image.open(out)).copy()).float()
+    assert (got - (want[0, 0] * 255).round()).abs().max() == 0
+    assert Image.open(compare).size == (4 * 32, 4 * 12)                # input, reconstruction, edit
+    assert "encoded as class 3 -> 5" in capsys.readouterr().out
+    # an unconditional VAE: the attribute vector of the run's test images
+    assert main(["edit", str(vae_run), "--image", str(img), "--from-label", "3", "--to-label", "5",
+                 "--reference-images", "20", "--out", str(out)]) == 0
+    assert "attribute vector from class 3 -> 5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("run,args,message", [
+    ("dcgan", [], "has no encoder"),
+    ("cvae", ["--to-label", "12"], "label must be an integer in [0, 9]"),
+    ("cvae", ["--image", "nope.png"], "does not exist"),
+    ("cvae", ["--out", "e.jpg"], ".png files"),
+])
+def test_edit_command_errors(edit_runs, tmp_path, capsys, run, args, message):
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+    base = {"--image": str(img), "--from-label": "1", "--to-label": "2", "--out": str(tmp_path / "e.png")}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    assert main(["edit", str(edit_runs[run]), *[a for kv in base.items() for a in kv]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genzoo: error: ") and message in " ".join(err.split()), err

@@ -165,7 +165,7 @@ def plot_gain(reports: list[dict], path: str | Path) -> Path:
     if reports:
         r = reports[-1]
         ax.set_title(f"{r['model']} on {r['dataset']}: generated/real = {r['gen_ratio']:g}, "
-                     f"{len(r['seeds'])} seeds", fontsize=9)
+                     f"mean +- std over {len(r['seeds'])} seeds", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 
 import torch
 from tqdm import tqdm
@@ -180,6 +181,7 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
     stds = sorted({0.0, *(float(s) for s in noise_stds)})
     labels = test.labels[:n]
     rows = []
+    t0 = time.perf_counter()
     for std in stds:
         # noise on the whole split, then the first n: a subset sees the same images and draws as the whole set
         noisy = add_noise(test.images, std, seed + 1)
@@ -198,6 +200,6 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
             "prior": "uniform" if freqs is None else "train-split class frequencies",
             "inputs": "binarized (seed 0)" if is_binarized(model) else "dequantized (seed 0)",
             "noise": f"additive N(0, std^2) in [0, 1] units, clipped to [0, 1], 8-bit, seed {seed + 1}",
-            "discriminative": disc_record, "by_noise": rows,
+            "discriminative": disc_record, "by_noise": rows, "wall_s": round(time.perf_counter() - t0, 1),
             "bayes_acc": rows[0]["bayes_acc"],
             **({"discriminative_acc": rows[0]["discriminative_acc"]} if "discriminative_acc" in rows[0] else {})}

@@ -1,0 +1,97 @@
+"""Benchmark driver of the augmentation-gain experiment (METRICS.md): for each n, train a class-conditional model on
+the seeded class-balanced subset of n real train images (`genzoo train MODEL --set train_subset=N`), then run
+`genzoo augment RUN --n-real N` (the fixed classifier recipe on the n real images vs the n real + n generated, mean
++- std over the seeds, and CAS). Writes bench/results/augment-MODEL-DATA[-VARIANT].json (one row per n) and the
+plot of accuracy against n beside it.
+
+    python bench/augment.py cvae --data mnist                        # n = 100, 1000, 60000; seeds 0,1,2
+    python bench/augment.py glow --data mnist --set conditional=true --variant glow-cond
+    python bench/augment.py cvae --data digits --n 100,1497 --steps 30 --set width=8 --classifier-steps 20 \
+        --cas-n 100 --runs /tmp/aug --results /tmp/aug/results        # a smoke test in a minute
+
+A run folder that already finished (summary.json says so) is not trained again. The batch size is min(the model's,
+n): with n = 100 every step sees all of them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import genzoo_cmd, run  # noqa: E402
+
+from genzoo.config import TrainConfig  # noqa: E402
+from genzoo.data import short_name  # noqa: E402
+from genzoo.models import default_train_overrides  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model", help="a class-conditional preset (cvae, cgan, acgan, ddpm-cfg), or any model with "
+                   "--set conditional=true")
+    p.add_argument("--data", required=True)
+    p.add_argument("--n", default="100,1000,60000", help="real image counts (default 100,1000,60000)")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--steps", type=int, help="training steps of the generative model (default: the preset's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config key of the generative "
+                   "model's training (repeatable)")
+    p.add_argument("--gen-ratio", type=float, default=1.0, help="generated images per real image (default 1)")
+    p.add_argument("--classifier-steps", type=int, default=4000, help="the classifier recipe's steps (default 4000)")
+    p.add_argument("--cas-n", type=int, default=60_000)
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="a sampling option")
+    p.add_argument("--variant", help="suffix of the result name")
+    p.add_argument("--runs", default="runs", help="where the run folders go (default runs/)")
+    p.add_argument("--results", help="results folder (default bench/results)")
+    args = p.parse_args()
+    if args.results:
+        common.RESULTS = Path(args.results)
+    ns = [int(v) for v in args.n.split(",")]
+    tag = f"{args.model}-{short_name(args.data)}" + (f"-{args.variant}" if args.variant else "")
+    report_dir = Path(args.runs) / f"bench-augment-{tag}"
+    batch = TrainConfig(**{k: v for k, v in default_train_overrides(args.model).items()
+                           if k == "batch_size"}).batch_size
+    user_batch = any(s.startswith(("batch_size=", "train.batch_size=")) for s in args.set)
+    commands, rows = [], []
+    for n in ns:
+        run_dir = Path(args.runs) / f"bench-augment-{tag}-n{n}"
+        summary = run_dir / "summary.json"
+        if not (summary.exists() and json.loads(summary.read_text()).get("status") in ("finished", "early_stopped")):
+            cmd = genzoo_cmd() + ["train", args.model, "--data", args.data, "--out", str(run_dir), "--overwrite",
+                                  "--set", f"train_subset={n}"]
+            if args.steps:
+                cmd += ["--steps", str(args.steps)]
+            if not user_batch and n < batch:
+                cmd += ["--set", f"batch_size={n}"]
+            for kv in args.set:
+                cmd += ["--set", kv]
+            run(cmd)
+            commands.append(" ".join(["genzoo"] + cmd[3:]))
+        cmd = genzoo_cmd() + ["augment", str(run_dir), "--n-real", str(n), "--seeds", args.seeds,
+                              "--gen-ratio", str(args.gen_ratio), "--classifier-steps", str(args.classifier_steps),
+                              "--cas-n", str(args.cas_n), "--out", str(report_dir)]
+        for kv in args.opt:
+            cmd += ["--opt", kv]
+        run(cmd)
+        commands.append(" ".join(["genzoo"] + cmd[3:]))
+        rep = json.loads((report_dir / f"augment-n{n}.json").read_text())
+        train_summary = json.loads(summary.read_text())
+        rows.append({"n_real": n, "run": str(run_dir), "n_generated": rep["n_generated"],
+                     "train_steps": train_summary.get("step"), "train_wall_s": train_summary.get("train_wall_s"),
+                     "augment_wall_s": rep["wall_s"], "real": rep["real"], "real_gen": rep["real_gen"],
+                     "metrics": rep["metrics"], "refused": rep["refused"]})
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    png = common.RESULTS / f"augment-{tag}.png"
+    shutil.copyfile(report_dir / "augment.png", png)
+    common.write_result(f"augment-{tag}", {
+        "model": args.model, "dataset": args.data, "variant": args.variant or "augmentation-gain",
+        "command": " ".join(["python", "bench/augment.py", *sys.argv[1:]]), "commands": commands,
+        "seeds": [int(s) for s in args.seeds.split(",")], "gen_ratio": args.gen_ratio,
+        "classifier_steps": args.classifier_steps, "cas_n": args.cas_n, "plot": str(png), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

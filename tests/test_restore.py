@@ -82,7 +82,8 @@ def _ssim_brute(x, y, region=None):
                     ma, mb = a.mean(), b.mean()
                     va, vb, cab = ((a - ma) ** 2).mean(), ((b - mb) ** 2).mean(), ((a - ma) * (b - mb)).mean()
                     c1, c2 = 0.01 ** 2, 0.03 ** 2
-                    per_channel.append((2 * ma * mb + c1) * (2 * cab + c2) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
+                    per_channel.append((2 * ma * mb + c1) * (2 * cab + c2)
+                                       / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2)))
                 vals.append(np.mean(per_channel))
         out.append(np.mean(vals))
     return torch.tensor(out, dtype=torch.float64)
@@ -111,7 +112,8 @@ def test_psnr_follows_its_formula_and_ssim_a_float64_brute_force_and_torchmetric
 
 # -- every family keeps the known pixels
 
-FAMILIES = {   # one preset per capability, and conditional models (given labels; the diffusion one may use its null class)
+# one preset per capability, and conditional models (given labels; the diffusion one uses its null class)
+FAMILIES = {
     "ddpm": {"steps": 5, "resample": 2, "jump": 2}, "ddpm-cfg": {"steps": 5}, "pixelcnn": {"particles": 3},
     "pixel-transformer": {}, "vae": {"iters": 15}, "cvae": {"iters": 15}, "glow": {"iters": 5},
     "dcgan": {"iters": 15}, "cgan": {"iters": 15},
@@ -453,3 +455,23 @@ def test_restore_command_errors_are_one_clear_line(runs, digit, tmp_path, capsys
     assert main(["restore", str(runs[name]), *args, "--out", str(tmp_path / "o.png"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("genzoo: error: ") and message in " ".join(err.split()), err
+
+
+def test_evaluate_scores_the_restorations_it_returns_and_repeats_itself():
+    from genzoo.apps.restore import evaluate
+    from genzoo.data import load_split
+    test = load_split("digits", "test")
+    x = test.images[:6].float() / 255
+    model = _tiny("vae", scale=0.1)
+    a = evaluate(model, x, task="inpaint", preset="random50", seed=3, batch_size=4, dataset="digits",
+                 progress=False, options={"iters": 5})
+    b = evaluate(model, x, task="inpaint", preset="random50", seed=3, batch_size=4, progress=False,
+                 options={"iters": 5})
+    assert torch.equal(a["restored"], b["restored"]) and "fid" in a and "fid" not in b
+    known = ~a["region"]
+    assert torch.equal(known, mask_preset("random50", 6, 8, torch.Generator().manual_seed(3)))
+    assert torch.equal(a["restored"][known.expand_as(x)], x[known.expand_as(x)])
+    assert a["psnr"] == pytest.approx(psnr(a["restored"], x, a["region"]).mean().item())
+    assert a["ssim"] == pytest.approx(ssim(a["restored"], x, a["region"]).nanmean().item())
+    d = evaluate(model, x, task="denoise", noise_std=0.1, progress=False, options={"iters": 5})
+    assert d["region"].all() and d["observed"].shape == x.shape

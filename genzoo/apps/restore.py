@@ -25,14 +25,14 @@ Methods
     average pool A, nearest upsampling is its pseudo-inverse, so A of the projection equals y exactly). It keeps
     the model's detail in A's null space and needs no noisy copy of y (RePaint's replacement would need the
     forward process in the low-frequency space, which is not a diagonal Gaussian there).
-- Autoregressive (``complete``, ``value_log_probs``), inpaint only: ``complete`` draws the unknown values in raster
-  order given everything before them. When every known value precedes every unknown one (the "half" preset) that
-  is an exact draw from p(unknown | known) and restore returns it as it is. Otherwise a known value after an
-  unknown one cannot inform it, and restore corrects for that by importance resampling: ``particles`` completions
-  are drawn, each weighted by w = p(x) / q(unknown) = prod over the known values of p(x_i | x_<i) (the proposal q
-  is the product of the unknown values' conditionals, so this ratio is exact), and one is drawn per image in
-  proportion to w. With many particles that tends to p(unknown | known); with few it lies between the raster
-  draw and it (the weights of a large hole are uneven).
+- Autoregressive (``complete``), inpaint only: ``complete`` draws the unknown values in raster order given
+  everything before them. When every known value precedes every unknown one (the "half" preset) that is an exact
+  draw from p(unknown | known) and restore returns it as it is. Otherwise a known value after an unknown one cannot
+  inform it, and restore corrects for that by importance resampling (with ``value_log_probs``): ``particles``
+  completions are drawn, each weighted by w = p(x) / q(unknown) = prod over the known values of p(x_i | x_<i) (the
+  proposal q is the product of the unknown values' conditionals, so this ratio is exact), and one is drawn per
+  image in proportion to w. With many particles that tends to p(unknown | known); with few it lies between the
+  raster draw and it (the weights of a large hole are uneven).
 - Latent models (``prior_latents``, ``decode``, optionally ``encode_latents``: VAEs, flows, GANs): MAP latent fit,
   argmin_z ||m * (A decode(z) - y)||^2 / (2 fit_std^2) + ||z||^2 / 2 (every latent coordinate taken as N(0, 1)),
   by Adam from ``restarts`` starts per image (the encoder's latent of a first guess where the model has one, then
@@ -83,7 +83,7 @@ def capability(model) -> str | None:
     if all(callable(getattr(model, m, None)) for m in ("predict_eps", "q_sample")) \
             and torch.is_tensor(getattr(model, "alphas_cumprod", None)):
         return "diffusion"
-    if all(callable(getattr(model, m, None)) for m in ("complete", "value_log_probs")):
+    if callable(getattr(model, "complete", None)):
         return "autoregressive"
     if has_latents(model):
         return "latent"
@@ -371,7 +371,7 @@ def complete_importance(model, x: torch.Tensor, known: torch.Tensor, labels=None
     from p(unknown | known)); otherwise sampling-importance-resampling over ``particles`` completions per image,
     weighted by prod over the known values of p(x_i | x_<i) = p(x) / q(unknown) (module docstring)."""
     known = known.expand_as(x)
-    if known_first(known) or particles == 1:
+    if known_first(known) or particles == 1 or not callable(getattr(model, "value_log_probs", None)):
         return model.complete(x, known, labels, generator)
     b = len(x)
     rep = (lambda t: None if t is None else t.repeat(particles, *[1] * (t.dim() - 1)))     # particle-major
@@ -399,39 +399,44 @@ def fit_latents(model, target: torch.Tensor, weight: torch.Tensor | None = None,
     n = len(target)
     op = operator or (lambda v: v)
     weight = torch.ones_like(target) if weight is None else weight.to(target).expand_as(target)
-    starts = [model.prior_latents(n, generator=generator) for _ in range(restarts - (start is not None))]
-    z = torch.cat(([start.to(starts[0] if starts else start)] if start is not None else []) + starts).detach()
-    tgt, wgt = target.repeat(restarts, 1, 1, 1), weight.repeat(restarts, 1, 1, 1)   # restart-major, like z
-    lab = None if labels is None else labels.repeat(restarts)
-    count = wgt.flatten(1).sum(1).clamp_min(1)
+    count = weight.flatten(1).sum(1).clamp_min(1)
 
-    def terms(z):   # (weighted mse per image, objective per image), each (R N,)
-        sq = (op(model.decode(z, lab)) - tgt).square() * wgt
-        err = sq.flatten(1).sum(1)
+    def terms(z):   # (weighted mean squared error, objective), each (N,)
+        err = ((op(model.decode(z, labels)) - target).square() * weight).flatten(1).sum(1)
         return err / count, err / (2 * fit_std ** 2) + z.flatten(1).square().sum(1) / 2
 
     frozen = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
-    try:
-        with torch.no_grad():
-            start_err, _ = terms(z)
-        z = z.clone().requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=lr)
-        with torch.enable_grad():
-            for _ in tqdm(range(iters), desc="latent fit", disable=not progress, leave=False):
-                opt.zero_grad(set_to_none=True)
-                terms(z)[1].sum().backward()        # a sum: each image's gradient is its own
-                opt.step()
-        z = z.detach()
-        with torch.no_grad():
-            err, obj = terms(z)
+    best, bar = None, tqdm(total=restarts * iters, desc="latent fit", disable=not progress, leave=False)
+    try:   # one start at a time: a flow's backward pass holds every layer's activations of the whole batch
+        for r in range(restarts):
+            z = (start if r == 0 and start is not None else model.prior_latents(n, generator=generator))
+            z = z.detach().clone().to(target.device)
+            with torch.no_grad():
+                start_err, _ = terms(z)
+            z.requires_grad_(True)
+            opt = torch.optim.Adam([z], lr=lr)
+            with torch.enable_grad():
+                for _ in range(iters):
+                    opt.zero_grad(set_to_none=True)
+                    terms(z)[1].sum().backward()        # a sum: each image's gradient is its own
+                    opt.step()
+                    bar.update()
+            z = z.detach()
+            with torch.no_grad():
+                err, obj = terms(z)
+            new = {"z": z, "error": err, "start_error": start_err, "objective": obj.nan_to_num(math.inf)}
+            if best is None:
+                best = new
+            else:                                  # per image, the lower objective (a diverged start never wins)
+                better = new["objective"] < best["objective"]
+                best = {k: torch.where(better.view(-1, *[1] * (v.dim() - 1)), v, best[k]) for k, v in new.items()}
     finally:
-        for p, r in zip(model.parameters(), frozen):
-            p.requires_grad_(r)
-    best = obj.nan_to_num(math.inf).view(restarts, n).argmin(0)             # (N,); a diverged start never wins
-    idx = best * n + torch.arange(n, device=best.device)
-    return z[idx], {"error": err[idx], "start_error": start_err[idx], "objective": obj[idx]}
+        bar.close()
+        for p, req in zip(model.parameters(), frozen):
+            p.requires_grad_(req)
+    return best.pop("z"), best
 
 
 def _latent(model, y, known, task, noise_std, labels, generator, progress, restarts, iters, lr, fit_std=None):
@@ -530,7 +535,7 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor | None = None, *,
         lab = labels[sl] if labels is not None else None
         out.append(restore(model, y[sl], known[sl] if task == "inpaint" else None, task,
                            noise_std=noise_std if task == "denoise" else None, labels=lab, generator=g,
-                           **(options or {})).cpu())
+                           progress=progress, **(options or {})).cpu())
     restored, region = torch.cat(out), ~known[:, :1]
     result = {"psnr": float(psnr(restored, x, region).mean()), "ssim": float(ssim(restored, x, region).nanmean()),
               "restored": restored, "observed": observed_view(y, task, known), "region": region}

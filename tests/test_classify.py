@@ -60,8 +60,9 @@ def test_exact_models_posterior_is_bayes_rule_on_log_prob(name):
     assert torch.allclose(post_f, torch.tensor(_hand_posterior(ll.tolist(), prior), dtype=torch.float64),
                           rtol=0, atol=1e-12)
     assert not torch.allclose(post_f, post)
-    # posterior(model, x) = the same numbers from images in [0, 1]
-    assert torch.allclose(posterior(model, x.float() / 255, batch_size=5), post, rtol=0, atol=1e-12)
+    # posterior(model, x) = the same numbers from images in [0, 1] (another batch size: float32 convolutions may
+    # sum in another order, so agreement is to float32 precision)
+    assert torch.allclose(posterior(model, x.float() / 255, batch_size=5), post, rtol=0, atol=1e-6)
 
 
 def test_cvae_uses_the_iwae_bound_with_the_same_draws_for_every_class():

@@ -438,14 +438,6 @@ def shared_cache(tmp_path_factory):
         yield root
 
 
-@pytest.fixture
-def one_thread():
-    # tiny models: a second intra-op thread only adds hand-offs to their thousands of small ops (an
-    # autoregressive model sampling 3x32x32 ran 60x slower with two on a busy 2-core machine)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

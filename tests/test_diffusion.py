@@ -17,15 +17,7 @@ from genzoo.models.diffusion import (SCHEDULES, Diffusion, ddim_invert, ddim_sam
                                      make_betas)
 from helpers import tiny_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models gain nothing from a second intra-op thread, and on a busy 2-core machine its spin-waits made the
-    # CLI run below take 310 s instead of 19 s (measured at load average 3)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: see conftest.py
 
 
 class GaussianEps(Diffusion):

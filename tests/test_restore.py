@@ -23,12 +23,7 @@ from genzoo.models.diffusion import Diffusion
 from helpers import DeterministicAE, tiny_args, tiny_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: see conftest.py
 
 
 def _tiny(name, size=8, scale=None):

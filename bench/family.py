@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, genzoo_cmd, run, write_result  # noqa: E402
 
 import genzoo  # noqa: E402
+from genzoo.classifier import load_frozen  # noqa: E402
 from genzoo.data import load_split  # noqa: E402
+from genzoo.errors import GenzooError  # noqa: E402
 from genzoo.apps.edit import has_latents, interpolate  # noqa: E402
 from genzoo.images import save_grid  # noqa: E402
 from genzoo.models import MODELS  # noqa: E402
@@ -85,7 +87,7 @@ def figures(model, data: str, name: str) -> dict:
 
 
 def bench_one(preset: str, data: str, steps: int | None, sets: list[str], variant: str, iwae_k: int,
-              n: int, argv: list[str]) -> None:
+              n: int, argv: list[str], metrics: str | None = None) -> None:
     name = f"{preset}-{data}" + (f"-{variant}" if variant != "default" else "")
     run_dir = Path("runs") / f"bench-{name}"
     train = genzoo_cmd() + ["train", preset, "--data", data, "--out", str(run_dir), "--overwrite", "--no-progress"]
@@ -97,12 +99,23 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
     summary = json.loads((run_dir / "summary.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     model = genzoo.load(run_dir)
-    metrics = "fid,kid,pr,score" + (",nll" if model.has_likelihood else "") + (",cas" if model.conditional else "")
+    if metrics is None:   # every metric that applies: the feature ones need a frozen classifier for the data set
+        try:
+            load_frozen(data)
+            metrics = "fid,kid,pr,score"
+        except GenzooError:
+            metrics = ""
+        metrics = ",".join(m for m in (metrics, "nll" if model.has_likelihood else "",
+                                       "cas" if model.conditional and metrics else "") if m)
     ev_path = run_dir / "eval-bench.json"
     ev_cmd = genzoo_cmd() + ["eval", str(run_dir), "--metrics", metrics, "--n", str(n), "--seed", "0",
                              "--iwae-k", str(iwae_k), "--out", str(ev_path), "--no-progress"]
-    run(ev_cmd)
-    ev = json.loads(ev_path.read_text())
+    if metrics:
+        run(ev_cmd)
+        ev = json.loads(ev_path.read_text())
+    else:   # nothing to score (a GAN on data without a feature network): the grid and timings only
+        ev_cmd, ev = ["", "", ""], {"checkpoint": "ema", "n_generated": 0, "wall_s": 0, "feature_network": None,
+                                    "refused": {"all": f"no metric applies to {preset} on {data}"}, "metrics": {}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dir / "samples.png", RESULTS / f"{name}.png")
     coverage = [json.loads(line) for line in (run_dir / "coverage.jsonl").read_text().splitlines()] \
@@ -110,7 +123,8 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
     write_result(name, {
         "model": preset, "dataset": data, "variant": variant,
         "command": "python bench/family.py " + " ".join(argv),
-        "train_command": " ".join(["genzoo"] + train[3:]), "eval_command": " ".join(["genzoo"] + ev_cmd[3:]),
+        "train_command": " ".join(["genzoo"] + train[3:]),
+        "eval_command": " ".join(["genzoo"] + ev_cmd[3:]) if metrics else None,
         "run": str(run_dir), "checkpoint": ev["checkpoint"], "seed": config["train"]["seed"],
         "config": config["model"], "train_config": config["train"],
         "train_steps": summary["step"], "train_wall_s": summary["train_wall_s"],
@@ -133,6 +147,7 @@ def main() -> None:
     p.add_argument("--variant", default="default", help="result-file suffix for a non-default config")
     p.add_argument("--iwae-k", type=int, default=1000, help="importance samples of a VAE's NLL bound")
     p.add_argument("--n", type=int, default=10_000, help="generated images for the sample-quality metrics")
+    p.add_argument("--metrics", help="genzoo eval --metrics (default: every metric that applies)")
     argv = sys.argv[1:]
     args = p.parse_args(argv)
     presets = FAMILIES.get(args.presets, tuple(args.presets.split(",")))
@@ -141,7 +156,7 @@ def main() -> None:
         raise SystemExit(f"unknown preset(s) {', '.join(unknown)}; families: {', '.join(FAMILIES)}")
     for preset in presets:   # each result records the command that reruns it alone
         one = [preset if a == args.presets else a for a in argv]
-        bench_one(preset, args.data, args.steps, args.set, args.variant, args.iwae_k, args.n, one)
+        bench_one(preset, args.data, args.steps, args.set, args.variant, args.iwae_k, args.n, one, args.metrics)
 
 
 if __name__ == "__main__":

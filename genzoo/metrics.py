@@ -300,6 +300,30 @@ def _classify(images, dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
     return predict(clf, images.cpu())
 
 
+class _FeatureModule(torch.nn.Module):
+    """A frozen classifier in torchmetrics' feature-module form: images (N, C, H, W) in [0, 1] -> (N, num_features)."""
+
+    def __init__(self, clf, output: str):
+        super().__init__()
+        self.clf, self.output = clf.eval(), output
+        self.num_features = clf.num_features if output == "features" else clf.config.num_classes
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        return self.clf.features(x) if self.output == "features" else self.clf(x)
+
+
+def feature_module(dataset: str, output: str = "features") -> torch.nn.Module:
+    """genzoo's frozen classifier for ``dataset`` as a module with ``num_features``, for torchmetrics:
+    ``FrechetInceptionDistance(feature=feature_module("mnist"))`` or ``KernelInceptionDistance(...)`` compute FID/KID
+    in the same feature space as ``genzoo eval``; ``InceptionScore(feature=feature_module("mnist", "logits"))`` the
+    classifier score. Feed it images in [0, 1] (torchmetrics' ``normalize=True`` with float images) or uint8."""
+    if output not in ("features", "logits"):
+        raise GenzooError(f"output must be features or logits, got {output!r}.")
+    return _FeatureModule(_frozen(dataset), output)
+
+
 def _frozen(dataset: str):
     if dataset not in _FROZEN:
         from .classifier import load_frozen

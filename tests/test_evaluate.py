@@ -85,36 +85,31 @@ def test_unknown_metric_is_an_error(runs, capsys):
     assert "Unknown metric inception" in capsys.readouterr().err
 
 
-class _Features(nn.Module):
-    """The frozen classifier's feature map in torchmetrics' feature-module form."""
-
-    def __init__(self, clf):
-        super().__init__()
-        self.clf = clf
-        self.num_features = clf.num_features
-
-    def forward(self, x):
-        return self.clf.features(x)
-
-
-def test_fid_and_kid_match_torchmetrics_on_the_same_features():
+def test_fid_kid_and_classifier_score_match_torchmetrics_with_the_public_feature_module():
     from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.inception import InceptionScore
     from torchmetrics.image.kid import KernelInceptionDistance
 
     clf, _ = load_frozen("digits")
     real = load_split("digits", "train").images[:400].float() / 255
     fake = (real[:300] + 0.15 * torch.rand(300, 1, 8, 8, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     fr, ff = predict(clf, real)[0], predict(clf, fake)[0]
-    tm = FrechetInceptionDistance(feature=_Features(clf))
+    module = metrics.feature_module("digits")
+    assert module.num_features == clf.num_features
+    tm = FrechetInceptionDistance(feature=module)
     tm.update(real, real=True)
     tm.update(fake, real=False)
     assert metrics.fid(ff, fr) == pytest.approx(tm.compute().item(), rel=1e-3)
     # one subset holding every sample: the unbiased MMD^2 does not depend on the draw
-    tk = KernelInceptionDistance(feature=_Features(clf), subsets=1, subset_size=300)
+    tk = KernelInceptionDistance(feature=module, subsets=1, subset_size=300)
     tk.update(real[:300], real=True)
     tk.update(fake, real=False)
     ours, _ = metrics.kid(ff, fr[:300], n_subsets=1, subset_size=300)
     assert ours == pytest.approx(tk.compute()[0].item(), rel=1e-3, abs=1e-6)
+    # the classifier score is torchmetrics' Inception Score in the classifier's softmax (one split)
+    ti = InceptionScore(feature=metrics.feature_module("digits", "logits"), splits=1)
+    ti.update(fake)
+    assert metrics.classifier_score(fake, dataset="digits") == pytest.approx(ti.compute()[0].item(), rel=1e-4)
 
 
 @dataclass

@@ -203,7 +203,7 @@ TOWARD_ANCHORS = [
      "mnist --set width=128 --set res_blocks=7 --steps 200000"),
     ("`glow`", "32 steps per level and 512-channel coupling networks (Kingma & Dhariwal 2018)", "genzoo train glow "
      "--data mnist --set n_levels=2 --set steps_per_level=32 --set width=512 --steps 300000 --set lr_warmup_steps=5000"),
-    ("`realnvp`", "deeper residual coupling networks (Dinh et al. 2017 used 8 residual blocks)", "genzoo train realnvp "
+    ("`realnvp`", "deeper residual coupling networks, trained far longer", "genzoo train realnvp "
      "--data mnist --set res_blocks=8 --set width=64 --steps 300000"),
     ("`ddpm`", "a 35.7M-parameter U-Net trained 800k steps at batch 128 (Ho et al. 2020, CIFAR-10)", "genzoo train ddpm "
      "--data mnist --set width=128 --set res_blocks=2 --steps 200000"),

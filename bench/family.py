@@ -87,10 +87,12 @@ def figures(model, data: str, name: str) -> dict:
 
 
 def bench_one(preset: str, data: str, steps: int | None, sets: list[str], variant: str, iwae_k: int,
-              n: int, argv: list[str], metrics: str | None = None) -> None:
+              n: int, argv: list[str], metrics: str | None = None, resume: bool = False) -> None:
     name = f"{preset}-{data}" + (f"-{variant}" if variant != "default" else "")
     run_dir = Path("runs") / f"bench-{name}"
-    train = genzoo_cmd() + ["train", preset, "--data", data, "--out", str(run_dir), "--overwrite", "--no-progress"]
+    # --resume continues an interrupted run folder of the same name (its training time counts every session)
+    again = ["--resume"] if resume and (run_dir / "trainer_state.pt").exists() else ["--overwrite"]
+    train = genzoo_cmd() + ["train", preset, "--data", data, "--out", str(run_dir), *again, "--no-progress"]
     if steps:
         train += ["--steps", str(steps)]
     for s in sets:
@@ -148,6 +150,7 @@ def main() -> None:
     p.add_argument("--iwae-k", type=int, default=1000, help="importance samples of a VAE's NLL bound")
     p.add_argument("--n", type=int, default=10_000, help="generated images for the sample-quality metrics")
     p.add_argument("--metrics", help="genzoo eval --metrics (default: every metric that applies)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run folder instead of retraining")
     argv = sys.argv[1:]
     args = p.parse_args(argv)
     presets = FAMILIES.get(args.presets, tuple(args.presets.split(",")))
@@ -156,7 +159,8 @@ def main() -> None:
         raise SystemExit(f"unknown preset(s) {', '.join(unknown)}; families: {', '.join(FAMILIES)}")
     for preset in presets:   # each result records the command that reruns it alone
         one = [preset if a == args.presets else a for a in argv]
-        bench_one(preset, args.data, args.steps, args.set, args.variant, args.iwae_k, args.n, one, args.metrics)
+        bench_one(preset, args.data, args.steps, args.set, args.variant, args.iwae_k, args.n, one, args.metrics,
+                  args.resume)
 
 
 if __name__ == "__main__":

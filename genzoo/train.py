@@ -275,8 +275,9 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
     val_set = make_validation(model, data_name, val_images, val_labels, cfg, dd.device) \
         if val_idx is not None else None
     torch.manual_seed(cfg.seed * 7919 + 1 + dd.rank)   # model noise: its own stream per rank
-    step = 0
+    step, wall_before = 0, 0.0   # wall_before: training seconds of the sessions before a resume
     if resume:
+        wall_before = float(state.get("train_wall_s", 0.0))
         model.load_state_dict(ckpt.load_weights(run_dir / ckpt.MODEL))
         if ema is not None:
             ema.load_state_dict(ckpt.load_weights(run_dir / ckpt.EMA))
@@ -344,6 +345,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         ckpt.save_trainer_state(run_dir, {
             "step": at_step, "world": dd.world, "sampler": sampler.state_dict(), "rng": rngs,
             "optimizers": {ph: opt.state_dict() for ph, opt in optimizers.items()},
+            "train_wall_s": wall_before + time.perf_counter() - t_start,
             **({"validation": {"indices": val_idx, **best}} if val_idx is not None else {})})
 
     sample_gen_seed = cfg.seed + 12345
@@ -531,7 +533,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
 
     wall = time.perf_counter() - t_start
     summary["step"] = step
-    summary["train_wall_s"] = round(wall, 2)
+    summary["train_wall_s"] = round(wall_before + wall, 2)   # all sessions of the run
     if warm_step is not None and step > warm_step:
         summary["train_img_per_s"] = round((step - warm_step) * images_per_step / (time.perf_counter() - t_warm), 1)
     if stop.signal is not None:

@@ -35,7 +35,12 @@ def _losses(run):
 def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, model):
     assert _train(tmp_path / "full", model, steps=16) == 0
     assert _train(tmp_path / "part", model, steps=7, extra=["--set", "ckpt_every_steps=7"]) == 0
+    first_wall = json.loads((tmp_path / "part" / "summary.json").read_text())["train_wall_s"]
     assert _train(tmp_path / "part", model, steps=16, extra=["--resume"]) == 0
+    # the summary's training time counts both sessions, not only the resumed one
+    saved = torch.load(tmp_path / "part" / ckpt.STATE, weights_only=True)["train_wall_s"]
+    assert json.loads((tmp_path / "part" / "summary.json").read_text())["train_wall_s"] >= round(saved, 2) - 0.01
+    assert saved > first_wall - 0.01
     full, part = _losses(tmp_path / "full"), _losses(tmp_path / "part")
     assert [r["step"] for r in part] == list(range(1, 17))
     for a, b in zip(full, part):

@@ -143,6 +143,9 @@ def gan_section(refs: dict, results: list[dict]) -> list[str]:
             lines.append(f"- {dataset}: best CAS `{best['model']}` {100 * best['metrics']['cas']:.2f}% against "
                          f"{100 * best['metrics']['cas_real']:.2f}% on real data, {gap:.2f} points below (aim: within "
                          f"{CAS_AIM_POINTS:.0f}): {verdict}.")
+    lines.append("- What was tried toward these aims: every row is its preset's default config, trained once within "
+                 "the issue's 30-minute budget; the one change made after a first run is `acgan`'s discriminator "
+                 "(below). No longer or tuned GAN runs have been made, so the misses measure the defaults.")
     failed = next((r for r in results if r["_name"] == "acgan-mnist-batchnorm-d"), None)
     if failed is not None:
         m, cov = failed["metrics"], failed["final_coverage"]
@@ -153,6 +156,62 @@ def gan_section(refs: dict, results: list[dict]) -> list[str]:
                      f"![grid]({failed['sample_grid']})). The auxiliary loss on fakes let G and D agree on label "
                      "codes that are not digits. With a spectrally normalised D and betas (0, 0.9), as in `cgan`, "
                      "a 1,000-step check reached 89% label accuracy, so the preset now uses that D.")
+    return lines + [""]
+
+
+def vae_section(results: list[dict]) -> list[str]:
+    vaes = [r for r in results if r["model"] in FAMILIES["VAE"]]
+    if not vaes:
+        return []
+    lines = ["## The VAE family", "",
+             "`python bench/family.py PRESET --data DATA [--steps S --variant V]`; a variant names a shorter or longer "
+             "run than the preset's default. The likelihood columns are on the full test set: the negative ELBO and "
+             "the IWAE bound with the k shown (nats on dyn-binarized MNIST, bits/dim on 8-bit Fashion-MNIST); CAS "
+             "for the conditional preset as in the GAN table.", "",
+             "| data | preset | negative ELBO | IWAE bound | FID | precision | recall | CAS (real) | steps | train wall "
+             "| eval wall |", "|" + "---|" * 11]
+    for r in vaes:
+        m = r["metrics"]
+        elbo = f"{m['elbo_nats']:.2f} nats" if "elbo_nats" in m else f"{m['elbo_bpd']:.3f} bpd" if "elbo_bpd" in m \
+            else ""
+        cells = [elbo, likelihood_cell(m), f"{m['fid']:.3f}" if "fid" in m else "",
+                 f"{m['precision']:.3f}" if "precision" in m else "", f"{m['recall']:.3f}" if "recall" in m else "",
+                 f"{m['cas']:.4f} ({m['cas_real']:.4f})" if "cas" in m else "", str(r.get("train_steps", "")),
+                 _min(r.get("train_wall_s")), _min(r.get("eval_wall_s"))]
+        lines.append(f"| {r['dataset']} | {_label(r)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for dataset in DATASETS:
+        ours = {(r["model"], r.get("variant", "default")): r for r in vaes if r["dataset"] == dataset}
+        for (model, variant), r in ours.items():
+            if model != "vaegan" or "fid" not in r["metrics"]:
+                continue
+            # compare with the conv VAE trained the same way where there is one, else its default run
+            vae = ours.get(("vae", variant)) or ours.get(("vae", "default"))
+            if vae is None or "fid" not in vae["metrics"]:
+                continue
+            a, b = r["metrics"]["fid"], vae["metrics"]["fid"]
+            lines.append(f"- {dataset}: `vaegan` ({variant}, {r['train_steps']} steps) FID {a:.3f} against `vae` "
+                         f"({vae.get('variant', 'default')}, {vae['train_steps']} steps) {b:.3f} (aim: lower): "
+                         + ("met." if a < b else f"missed by {a - b:.3f}."))
+    slow = next((r for r in vaes if r["model"] == "vae" and r["dataset"] == "mnist"
+                 and r["metrics"].get("iwae_k", 0) >= 1000 and r.get("eval_wall_s")), None)
+    if slow is not None:
+        lines.append(f"- IWAE k: the issue asks for k = 5000 on the full MNIST test set. `vae-mlp` has it; the conv "
+                     f"decoders do not: `vae`'s evaluation at k = {slow['metrics']['iwae_k']} took "
+                     f"{slow['eval_wall_s'] / 60:.0f} min here (FID and the rest included), so k = 5000 would take "
+                     "hours per preset on this machine. Their rows state the k used; the bound only tightens as k "
+                     "grows.")
+    for model, aim in NATS_AIMS.items():    # every recorded run toward an aim, so a miss shows what was tried
+        runs = [r for r in vaes if r["model"] == model and r["dataset"] == "mnist" and "nll_nats" in r["metrics"]]
+        if runs:
+            tried = "; ".join(f"{r.get('variant', 'default')}: {r['train_steps']} steps"
+                              + (f" with {r['train_config']['lr_decay']} lr decay"
+                                 if r.get("train_config", {}).get("lr_decay", "none") != "none" else "")
+                              + f" in {_min(r.get('train_wall_s'))}, {r['metrics']['nll_nats']:.2f} nats "
+                              f"(k={r['metrics'].get('iwae_k')})" for r in runs)
+            best = min(r["metrics"]["nll_nats"] for r in runs)
+            lines.append(f"- `{model}` toward <= {aim:.2f} nats: {tried}. "
+                         + ("Met." if best <= aim else f"Best {best:.2f}, missed by {best - aim:.2f} nats."))
     return lines + [""]
 
 
@@ -295,6 +354,7 @@ def main() -> None:
            "run, never across sessions.", ""]
     out += quality_section(refs, results)
     out += gan_section(refs, results)
+    out += vae_section(results)
     out += likelihood_section(results)
     out += toward_anchors_section()
     out += diffusion_section(results)

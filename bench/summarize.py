@@ -32,11 +32,18 @@ CAS_AIM_POINTS = 2.0     # issue 4: a conditional GAN preset within 2 points of 
 FID_AIM_FACTOR = 3.0     # issue 4: the best unconditional GAN preset within 3x the real-vs-real FID
 
 
-def load_all() -> tuple[dict, list[dict]]:
-    refs, results = {}, []
+APPS = ("ood", "classify", "restore", "augment")   # result-name prefixes of the application benchmarks
+
+
+def load_all() -> tuple[dict, list[dict], dict]:
+    refs, results, apps = {}, [], {a: [] for a in APPS}
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
         r["_name"] = path.stem
+        app = path.stem.split("-")[0]
+        if app in APPS:
+            apps[app].append(r)
+            continue
         if str(r.get("dataset", "")).startswith("dyn-binarized mnist"):   # older records named the binarization
             r["dataset"] = "mnist"
         if r.get("variant") == "real-vs-real":
@@ -44,7 +51,7 @@ def load_all() -> tuple[dict, list[dict]]:
         elif r.get("model") in ORDER and r.get("dataset") in DATASETS:
             results.append(r)
     results.sort(key=lambda r: (DATASETS.index(r["dataset"]), ORDER.index(r["model"]), r.get("variant", "")))
-    return refs, results
+    return refs, results, apps
 
 
 def _min(s) -> str:
@@ -192,7 +199,8 @@ def vae_section(results: list[dict]) -> list[str]:
             a, b = r["metrics"]["fid"], vae["metrics"]["fid"]
             lines.append(f"- {dataset}: `vaegan` ({variant}, {r['train_steps']} steps) FID {a:.3f} against `vae` "
                          f"({vae.get('variant', 'default')}, {vae['train_steps']} steps) {b:.3f} (aim: lower): "
-                         + ("met." if a < b else f"missed by {a - b:.3f}."))
+                         + ("met." if a < b else f"missed by {a - b:.3f}; "
+                            f"{sum(1 for (m, _) in ours if m == 'vaegan')} `vaegan` run(s) made on {dataset}."))
     slow = next((r for r in vaes if r["model"] == "vae" and r["dataset"] == "mnist"
                  and r["metrics"].get("iwae_k", 0) >= 1000 and r.get("eval_wall_s")), None)
     if slow is not None:
@@ -245,6 +253,82 @@ def likelihood_section(results: list[dict]) -> list[str]:
         lines.append(f"| {r['dataset']} | {_label(r)} | {likelihood_cell(m)} | {elbo} | {anchor} | {aim} | "
                      f"{verdict} | {_min(r.get('train_wall_s'))} |")
     return lines + [""]
+
+
+def _run_label(run: str) -> str:
+    return f"`{Path(run).name.removeprefix('bench-')}`"
+
+
+def apps_section(apps: dict) -> list[str]:
+    if not any(apps.values()):
+        return []
+    lines = ["## Applications", "", "Each row names the run folder it used (`runs/bench-NAME`, trained by the command "
+             "in `bench/results/NAME.json`) and the command that produced it.", ""]
+    if apps["ood"]:
+        lines += ["### Out-of-distribution detection", "",
+                  "AUROC with the in-distribution test images as positives (0.5 = chance; below 0.5 = the score "
+                  "prefers the other data set): the raw log-likelihood, Serra et al. 2020's input-complexity score "
+                  "and Nalisnick et al. 2019's typicality test; the first n test images of each set.", "",
+                  "| run | in -> out | n | log p(x) | complexity | typicality | mean log p in / out (nats) | wall | "
+                  "command |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in apps["ood"]:
+            m = r["metrics"]
+            lines.append(f"| {_run_label(r['run'])} | {r['dataset']} -> {r['out_dataset']} | {r['n_in']} | "
+                         f"{m['ood_auroc']:.3f} | {m['ood_auroc_complexity']:.3f} | {m['ood_auroc_typicality']:.3f} | "
+                         f"{m['mean_log_px_in_nats']:.1f} / {m['mean_log_px_out_nats']:.1f} | {_min(r['wall_s'])} | "
+                         f"`{r['command']}` |")
+        lines.append("")
+    if apps["classify"]:
+        lines += ["### Generative (Bayes) classifier", "",
+                  "argmax_y p(x|y) p(y) (uniform prior) with the model's likelihood or bound, beside genzoo's frozen "
+                  "discriminative classifier on the same images, clean and with additive Gaussian noise (std on the "
+                  "[0, 1] scale). Aim (issue 8): at least 99.0% on MNIST with the best family.", "",
+                  "| run | data | n | estimator | noise std | Bayes acc. | discriminative acc. | wall | command |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in apps["classify"]:
+            for row in r["by_noise"]:
+                disc = f"{row['discriminative_acc']:.4f}" if "discriminative_acc" in row else ""
+                lines.append(f"| {_run_label(r['run'])} | {r['dataset']} | {r['n_test']} | {r['estimator']} | "
+                             f"{row['noise_std']} | {row['bayes_acc']:.4f} | {disc} | {_min(r['wall_s'])} | "
+                             f"`{r['command']}` |")
+        best = max((r for r in apps["classify"] if r["dataset"] == "mnist"), default=None,
+                   key=lambda r: r["metrics"]["bayes_acc"])
+        if best is not None:
+            acc = best["metrics"]["bayes_acc"]
+            lines += ["", f"- MNIST: best Bayes classifier {_run_label(best['run'])} {acc:.2%} against the aim of "
+                      "99.0%: " + ("met." if acc >= 0.99 else f"missed by {100 * (0.99 - acc):.2f} points.")]
+        lines.append("")
+    for r in apps["restore"]:
+        lines += [f"### Restoration on {r['dataset']}", "",
+                  f"{r['images']}, seed {r['seed']}; {r['metric_notes']}. FID of the clean images at this n: "
+                  f"{r['fid_truth']}. Command: `{r['command']}`.", "",
+                  "| run | task | mask | method | PSNR | SSIM | FID | wall |", "|---|---|---|---|---|---|---|---|"]
+        for row in r["rows"]:
+            m = row["metrics"]
+            cells = [f"{m[k]:.3f}" if k in m else "" for k in ("psnr", "ssim", "fid")]
+            lines.append(f"| {_run_label(row['run'])} | {row['task']} | {row['preset'] or ''} | {row['method']} | "
+                         + " | ".join(cells) + f" | {_min(row['wall_s'])} |")
+        if r.get("figure"):
+            lines += ["", f"![restoration]({r['figure']})"]
+        lines.append("")
+    for r in apps["augment"]:
+        lines += [f"### Augmentation gain: `{r['model']}` on {r['dataset']}", "",
+                  f"Command: `{r['command']}`; seeds {r['seeds']}; the classifier recipe for "
+                  f"{r['classifier_steps']} steps on n real images, or on them plus {r['gen_ratio']:g}x as many "
+                  "generated by a model trained on the same n; mean (std) test accuracy over the seeds.", "",
+                  "| n real | generated | real | real + generated | gain (points) | generative model | "
+                  "augment wall |", "|---|---|---|---|---|---|---|"]
+        for row in r["rows"]:
+            m = row["metrics"]
+            sd = {k: f" ({m[k]:.4f})" if k in m else "" for k in ("acc_real_std", "acc_real_gen_std")}
+            lines.append(f"| {row['n_real']} | {row['n_generated']} | {m['acc_real_mean']:.4f}{sd['acc_real_std']} | "
+                         f"{m['acc_real_gen_mean']:.4f}{sd['acc_real_gen_std']} | "
+                         f"{100 * (m['acc_real_gen_mean'] - m['acc_real_mean']):+.2f} | {row['train_steps']} steps, "
+                         f"{_min(row['train_wall_s'])} | {_min(row['augment_wall_s'])} |")
+        lines.append("")
+        if r.get("plot"):
+            lines += [f"![augmentation gain]({r['plot']})", ""]
+    return lines
 
 
 # The papers' model sizes, as genzoo configs: what a longer run (a GPU, days rather than an hour of 2 CPU cores)
@@ -344,7 +428,7 @@ def throughput_section(r: dict) -> list[str]:
 
 
 def main() -> None:
-    refs, results = load_all()
+    refs, results, apps = load_all()
     machines = sorted({r["machine"] for r in results} | {r["machine"] for r in refs.values()})
     out = ["# genzoo benchmarks", "",
            "Generated by `python bench/summarize.py` from `bench/results/*.json`; each file records the command that "
@@ -358,6 +442,7 @@ def main() -> None:
     out += likelihood_section(results)
     out += toward_anchors_section()
     out += diffusion_section(results)
+    out += apps_section(apps)
     out += figures_section(results)
     throughput = RESULTS / "throughput.json"
     if throughput.exists():

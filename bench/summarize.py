@@ -295,9 +295,13 @@ def apps_section(apps: dict) -> list[str]:
         for r in apps["classify"]:
             for row in r["by_noise"]:
                 disc = f"{row['discriminative_acc']:.4f}" if "discriminative_acc" in row else ""
-                lines.append(f"| {_run_label(r['run'])} | {r['dataset']} | {r['n_test']} | {r['estimator']} | "
+                lines.append(f"| {_run_label(r['run'])} | {r['dataset']} | {r['n_test']} | "
+                             f"{r['estimator'].replace('|', chr(92) + '|')} | "
                              f"{row['noise_std']} | {row['bayes_acc']:.4f} | {disc} | {_min(r['wall_s'])} | "
                              f"`{r['command']}` |")
+        lines += [""] + [f"- {_run_label(r['run'])}: noise {r['noise']}; the discriminative classifier sees these "
+                         f"noisy 8-bit images, the Bayes classifier the model's inputs made from them: {r['inputs']}."
+                         for r in apps["classify"]]
         best = max((r for r in apps["classify"] if r["dataset"] == "mnist"), default=None,
                    key=lambda r: r["metrics"]["bayes_acc"])
         if best is not None:

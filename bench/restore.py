@@ -56,8 +56,10 @@ def figure(blocks: list[dict], path: Path, n_show: int) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(blocks), 1, figsize=(1.0 + 0.55 * n_show, sum(0.5 * len(b["rows"]) + 0.5
-                                                                             for b in blocks)), squeeze=False)
+    # height ratios follow the rows, so every panel draws its digits at one scale and the labels keep their room
+    heights = [len(b["rows"]) + 0.8 for b in blocks]
+    fig, axes = plt.subplots(len(blocks), 1, figsize=(1.4 + 0.55 * n_show, 0.55 * sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     for ax, block in zip(axes[:, 0], blocks):
         images = torch.cat([x[:n_show] for _, x in block["rows"]])
         grid = make_grid(images, nrow=n_show, pad=2)
@@ -67,6 +69,7 @@ def figure(blocks: list[dict], path: Path, n_show: int) -> Path:
         ax.set_yticklabels([name for name, _ in block["rows"]], fontsize=8)
         ax.set_xticks([])
         ax.set_title(block["title"], fontsize=9)
+        ax.set_anchor("W")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -1,10 +1,11 @@
 """Build BENCHMARKS.md from bench/results/*.json (every figure there comes from these files).
 
-    python bench/summarize.py
+    python bench/summarize.py [--check]
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -447,7 +448,8 @@ def throughput_section(r: dict) -> list[str]:
     return lines + ["", f"Machine: {r['machine']}, device {r['device']}.", ""]
 
 
-def main() -> None:
+def render() -> str:
+    """BENCHMARKS.md's text, from the result files alone."""
     refs, results, apps = load_all()
     machines = sorted({r["machine"] for r in results} | {r["machine"] for r in refs.values()})
     out = ["# genzoo benchmarks", "",
@@ -467,9 +469,21 @@ def main() -> None:
     throughput = RESULTS / "throughput.json"
     if throughput.exists():
         out += throughput_section(json.loads(throughput.read_text()))
-    (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
-    print(f"wrote {ROOT / 'BENCHMARKS.md'}")
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    """Write BENCHMARKS.md; with --check, only say whether the committed file matches the results."""
+    text, path = render(), ROOT / "BENCHMARKS.md"
+    if "--check" in argv:
+        if path.exists() and path.read_text() == text:
+            return 0
+        print(f"{path} is stale: run python bench/summarize.py", file=sys.stderr)
+        return 1
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(sys.argv[1:]))

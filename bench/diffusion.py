@@ -103,19 +103,22 @@ def bench_ddpm(args, sets: list[str]) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     model = genzoo.load(run_dir)
+    scored = has_feature_network(args.data)
     rows = []
     for label, options in settings(args.ddim_steps, model.config.timesteps):
         n = args.n_ddpm if options["sampler"] == "ddpm" else args.n
-        ev, cmd = evaluate(run_dir, "fid,kid,pr,score", n, options, label)
-        rows.append({"setting": label, "sampler": options["sampler"],
-                     "steps": options.get("steps", model.config.timesteps), "n": n,
-                     "eval_command": " ".join(["genzoo"] + cmd[3:]), "eval_wall_s": ev["wall_s"],
-                     "sample_img_per_s": round(sampling_speed(model, args.speed_n, options), 3),
-                     "speed_batch": args.speed_n, "metrics": ev["metrics"]})
-        print(f"{label}: {ev['metrics']}", flush=True)
+        row = {"setting": label, "sampler": options["sampler"], "steps": options.get("steps", model.config.timesteps),
+               "sample_img_per_s": round(sampling_speed(model, args.speed_n, options), 3), "speed_batch": args.speed_n}
+        if scored:
+            ev, cmd = evaluate(run_dir, "fid,kid,pr,score", n, options, label)
+            row.update({"n": n, "eval_command": " ".join(["genzoo"] + cmd[3:]), "eval_wall_s": ev["wall_s"],
+                        "metrics": ev["metrics"]})
+        rows.append(row)
+        print(f"{label}: {row.get('metrics', row['sample_img_per_s'])}", flush=True)
     png = RESULTS / f"{name}-steps.png"
-    plot_steps(rows, png, f"ddpm on {args.data}: FID of {args.n} samples per DDIM point vs the test set, "
-                          f"{args.n_ddpm} for DDPM-{model.config.timesteps}")
+    if scored:
+        plot_steps(rows, png, f"ddpm on {args.data}: FID of {args.n} samples per DDIM point vs the test set, "
+                              f"{args.n_ddpm} for DDPM-{model.config.timesteps}")
 
     test = load_split(args.data, "test").images[:args.bpd_images]
     t0 = time.perf_counter()
@@ -126,7 +129,7 @@ def bench_ddpm(args, sets: list[str]) -> None:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dir / "samples.png", RESULTS / f"{name}.png")
-    main_row = next((r for r in rows if r["setting"] == "ddim-50"), rows[0])
+    main_row = next((r for r in rows if r["setting"] == "ddim-50"), rows[0]) if rows else {}
     write_result(name, {
         "model": "ddpm", "dataset": args.data, "variant": args.tag.lstrip("-") or "default",
         "command": " ".join(["python", "bench/diffusion.py"] + sys.argv[1:]),
@@ -134,12 +137,25 @@ def bench_ddpm(args, sets: list[str]) -> None:
         "seed": config["train"]["seed"], "config": config["model"], "train_config": config["train"],
         "train_steps": summary["step"], "train_wall_s": summary["train_wall_s"],
         "train_img_per_s": summary.get("train_img_per_s"),
-        "headline_sampler": main_row["setting"], "n_generated": main_row["n"], "n_real": 10000,
+        "headline_sampler": main_row.get("setting"), "n_generated": main_row.get("n", 0), "n_real": 10000,
+        **({} if scored else {"refused": {"fid,kid,pr,score": f"genzoo has no frozen classifier for {args.data}: "
+                                                              "the sample grid, timings and the bound only"}}),
         "bpd_note": f"variational bound (Ho et al. 2020, eq. 5) on the first {len(test)} test images, dequantized "
                     f"once with seed 0; one x_t draw per step (seed 1); {bpd_wall:.0f} s",
         "bpd_images": len(test), "bpd_wall_s": round(bpd_wall, 1),
-        "sampler_sweep": rows, "steps_plot": f"bench/results/{png.name}", "sample_grid": f"bench/results/{name}.png",
-        "metrics": {**main_row["metrics"], "bpd": round(bpd, 4)}})
+        "sampler_sweep": rows, **({"steps_plot": f"bench/results/{png.name}"} if scored else {}),
+        "sample_grid": f"bench/results/{name}.png", "metrics": {**main_row.get("metrics", {}), "bpd": round(bpd, 4)}})
+
+
+def has_feature_network(data: str) -> bool:
+    """Whether genzoo ships a frozen classifier for the data set (the feature space of FID/KID/PR/score)."""
+    from genzoo.classifier import load_frozen
+    from genzoo.errors import GenzooError
+    try:
+        load_frozen(data)
+    except GenzooError:
+        return False
+    return True
 
 
 def bench_cfg(args, sets: list[str]) -> None:

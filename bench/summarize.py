@@ -69,7 +69,9 @@ def _label(r: dict) -> str:
     return f"`{r['model']}`" + (f" ({v})" if v != "default" else "")
 
 
-def likelihood_cell(m: dict) -> str:
+def likelihood_cell(m: dict, model: str = "") -> str:
+    if model in FAMILIES["diffusion"] and "bpd" in m:     # diffusion reports its variational bound
+        return f"{m['bpd']:.3f} bpd (bound)"
     if "nll_nats" in m:
         how = f"IWAE k={m['iwae_k']}" if "iwae_k" in m else "exact"
         return f"{m['nll_nats']:.2f} nats ({how})"
@@ -109,7 +111,7 @@ def quality_section(refs: dict, results: list[dict]) -> list[str]:
         for r in ours:
             m = r["metrics"]
             lines.append(f"| {dataset} | {_label(r)} | {r.get('n_generated', '')} | {cells(m)} | "
-                         f"{likelihood_cell(m)} | {r.get('train_steps', '')} | {_min(r.get('train_wall_s'))} | "
+                         f"{likelihood_cell(m, r['model'])} | {r.get('train_steps', '')} | {_min(r.get('train_wall_s'))} | "
                          f"{r.get('train_img_per_s') or 0:.0f} | {r.get('sample_64_wall_s', '')} |")
     lines += ["", "Feature networks: " + "; ".join(
         f"{d}: genzoo classifier, test accuracy {ref['feature_network']['test_accuracy']:.4f} (sha256 "
@@ -267,7 +269,7 @@ def likelihood_section(results: list[dict]) -> list[str]:
         if r["dataset"] == "mnist" and "bpd" in m and r["model"] in BPD_ANCHORS:
             name, value = BPD_ANCHORS[r["model"]]
             anchor = f"{name}: {value:.2f} bpd"
-        lines.append(f"| {r['dataset']} | {_label(r)} | {likelihood_cell(m)} | {elbo} | {anchor} | {aim} | "
+        lines.append(f"| {r['dataset']} | {_label(r)} | {likelihood_cell(m, r['model'])} | {elbo} | {anchor} | {aim} | "
                      f"{verdict} | {_min(r.get('train_wall_s'))} |")
     return lines + [""]
 
@@ -389,7 +391,11 @@ def diffusion_section(results: list[dict]) -> list[str]:
     for r in rows:
         lines += [f"## `{r['model']}` on {r['dataset']}" + (f" ({r['variant']})" if r.get("variant") != "default"
                                                              else ""), "", f"Command: `{r['command']}`.", ""]
-        if r.get("sampler_sweep"):
+        if r.get("sampler_sweep") and "metrics" not in r["sampler_sweep"][0]:    # data without a feature network
+            lines += ["| sampler | network passes | images/s |", "|---|---|---|"]
+            lines += [f"| {s['sampler']} | {s['steps']} | {s['sample_img_per_s']:.2f} |" for s in r["sampler_sweep"]]
+            lines.append("")
+        elif r.get("sampler_sweep"):
             lines += ["| sampler | network passes | n | FID | KID x1e3 | precision | recall | classifier score | "
                       "images/s |", "|---|---|---|---|---|---|---|---|---|"]
             for s in r["sampler_sweep"]:

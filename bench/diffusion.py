@@ -183,9 +183,23 @@ def bench_cfg(args, sets: list[str]) -> None:
                      "sample_img_per_s": round(sampling_speed(model, args.speed_n, options), 3),
                      "metrics": {**ev["metrics"], **c}})
         print(f"w = {w:g}: {rows[-1]['metrics']}", flush=True)
+    bound = {}
+    if args.bpd_images:     # the bound on log p(x | y) with each test image's own label
+        from genzoo.data import load_split
+        from genzoo.likelihood import bits_per_dim, mean_bound
+        test = load_split(args.data, "test")
+        images, labels = test.images[:args.bpd_images], test.labels[:args.bpd_images]
+        t0 = time.perf_counter()
+        nll = -mean_bound(model, images, "exact", batch_size=args.bpd_batch, seed=0, progress=False, labels=labels)
+        bound = {"bpd": round(bits_per_dim(nll, images[0].numel()), 4)}
+        bpd_wall = time.perf_counter() - t0
+        bound_note = (f"variational bound on log p(x | y) (Ho et al. 2020, eq. 5, each image with its own label) on "
+                      f"the first {len(images)} test images, dequantized once with seed 0; {bpd_wall:.0f} s")
+        print(f"bound: {bound['bpd']:.4f} bits/dim on {len(images)} test images ({bpd_wall:.0f} s)", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dir / "samples.png", RESULTS / f"{name}.png")
     write_result(name, {
+        **({"bpd_note": bound_note, "bpd_images": args.bpd_images, "bpd_wall_s": round(bpd_wall, 1)} if bound else {}),
         "model": "ddpm-cfg", "dataset": args.data, "variant": args.tag.lstrip("-") or "default",
         "command": " ".join(["python", "bench/diffusion.py"] + sys.argv[1:]),
         "train_command": " ".join(["genzoo"] + train_cmd[3:]), "run": str(run_dir), "checkpoint": "ema",
@@ -197,7 +211,7 @@ def bench_cfg(args, sets: list[str]) -> None:
                     "class-balanced samples, top-1 on the real test set; intra_fid: mean over classes of the "
                     "per-class FID",
         "guidance_sweep": rows, "sample_grid": f"bench/results/{name}.png",
-        "metrics": rows[0]["metrics"] if rows else {}})
+        "metrics": {**(rows[0]["metrics"] if rows else {}), **bound}})
 
 
 def main() -> None:

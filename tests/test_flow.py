@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -372,3 +373,17 @@ def test_temperature_reaches_sample_and_eval_through_the_cli(realnvp_run, tmp_pa
     assert main(["eval", str(realnvp_run), "--metrics", "score", "--n", "100", "--opt", "temperature=0.7",
                  "--out", str(ev), "--no-progress"]) == 0
     assert json.loads(ev.read_text())["sample_options"] == {"temperature": 0.7}
+
+
+def test_sampling_warns_when_the_inverse_overflows_instead_of_hiding_it():
+    model = build_model("glow", tiny_config("glow")).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")             # a healthy flow samples without a word
+        x = model.sample(4, generator=torch.Generator().manual_seed(0), temperature=0.5)
+    assert torch.isfinite(x).all()
+    acts = [m for m in model.modules() if isinstance(m, ActNorm)]
+    with torch.no_grad():                          # the inverse of this actnorm multiplies by e^1000
+        acts[0].log_scale.fill_(-1000.0)
+    with pytest.warns(RuntimeWarning, match=r"4 of 4 samples overflowed.*lower temperature"):
+        x = model.sample(4, generator=torch.Generator().manual_seed(0))
+    assert ((x >= 0) & (x <= 1)).all()              # still images in [0, 1], drawn as mid-grey

@@ -43,6 +43,7 @@ bound on the code length of the 8-bit data, as in both papers.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -423,8 +424,13 @@ class Flow(GenerativeModel):
         if self.config.conditional and labels is None:
             labels = torch.arange(n, device=self.device) % self.config.num_classes
         eps = [torch.randn((n, *shape), generator=generator, device=self.device) for shape in self.noise_shapes]
-        x = self.inverse_flow(eps, labels, float(temperature))
-        return torch.nan_to_num(x.float(), nan=0.5).clamp(0, 1)
+        x = self.inverse_flow(eps, labels, float(temperature)).float()
+        overflowed = int((~torch.isfinite(x.flatten(1))).any(1).sum())
+        if overflowed:   # an affine inverse divides by its scale: tail draws through near-zero scales blow up
+            warnings.warn(f"{overflowed} of {n} samples overflowed in the inverse flow (non-finite values, drawn as "
+                          f"mid-grey); an undertrained flow does this at temperature {temperature:g}: train longer "
+                          "or sample at a lower temperature (e.g. 0.7)", RuntimeWarning, stacklevel=2)
+        return torch.nan_to_num(x, nan=0.5).clamp(0, 1)
 
     # -- the latent space (genzoo.apps.edit): every eps_i flattened and concatenated, (B, D), N(0, I) under the model
 

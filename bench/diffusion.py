@@ -28,14 +28,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, genzoo_cmd, run, write_result  # noqa: E402
 
 
-def train(preset: str, data: str, steps: int | None, sets: list[str], tag: str) -> tuple[Path, list[str]]:
+def train(preset: str, data: str, steps: int | None, sets: list[str], tag: str,
+          reuse: bool = False) -> tuple[Path, list[str]]:
+    """Train the run folder afresh, or with ``reuse`` score the finished run already there (the command it
+    records is the one that trained it)."""
     run_dir = Path("runs") / f"bench-{preset}-{data}{tag}"
     cmd = genzoo_cmd() + ["train", preset, "--data", data, "--out", str(run_dir), "--overwrite", "--no-progress"]
     if steps:
         cmd += ["--steps", str(steps)]
     for s in sets:
         cmd += ["--set", s]
-    run(cmd)
+    summary = run_dir / "summary.json"
+    if reuse and summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
+        print(f"reusing the finished run {run_dir}", flush=True)
+    else:
+        run(cmd)
     return run_dir, cmd
 
 
@@ -99,7 +106,7 @@ def bench_ddpm(args, sets: list[str]) -> None:
     from genzoo.likelihood import bits_per_dim, mean_bound
 
     name = f"ddpm-{args.data}{args.tag}"
-    run_dir, train_cmd = train("ddpm", args.data, args.steps, sets, args.tag)
+    run_dir, train_cmd = train("ddpm", args.data, args.steps, sets, args.tag, args.reuse)
     summary = json.loads((run_dir / "summary.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     model = genzoo.load(run_dir)
@@ -164,7 +171,7 @@ def bench_cfg(args, sets: list[str]) -> None:
     from genzoo.evaluate import cas
 
     name = f"ddpm-cfg-{args.data}{args.tag}"
-    run_dir, train_cmd = train("ddpm-cfg", args.data, args.steps, sets, args.tag)
+    run_dir, train_cmd = train("ddpm-cfg", args.data, args.steps, sets, args.tag, args.reuse)
     summary = json.loads((run_dir / "summary.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     model = genzoo.load(run_dir)
@@ -231,6 +238,8 @@ def main() -> None:
     p.add_argument("--cas-recipe-steps", type=int, default=4000, help="steps of the CAS classifier (recipe: 4000)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config keys for both trainings (smoke tests: width=8 ...)")
+    p.add_argument("--reuse", action="store_true",
+                   help="score a finished run folder of the same name instead of training it again")
     p.add_argument("--tag", default="", help="suffix of run folders and result names, e.g. -smoke")
     args = p.parse_args()
     args.ddim_steps = [int(s) for s in args.ddim_steps.split(",") if s]

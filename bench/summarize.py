@@ -111,7 +111,8 @@ def quality_section(refs: dict, results: list[dict]) -> list[str]:
         for r in ours:
             m = r["metrics"]
             lines.append(f"| {dataset} | {_label(r)} | {r.get('n_generated', '')} | {cells(m)} | "
-                         f"{likelihood_cell(m, r['model'])} | {r.get('train_steps', '')} | {_min(r.get('train_wall_s'))} | "
+                         f"{likelihood_cell(m, r['model'])} | {r.get('train_steps', '')} | "
+                         f"{_min(r.get('train_wall_s'))} | "
                          f"{r.get('train_img_per_s') or 0:.0f} | {r.get('sample_64_wall_s', '')} |")
     lines += ["", "Feature networks: " + "; ".join(
         f"{d}: genzoo classifier, test accuracy {ref['feature_network']['test_accuracy']:.4f} (sha256 "
@@ -385,7 +386,16 @@ def toward_anchors_section() -> list[str]:
     return lines + [""]
 
 
-def diffusion_section(results: list[dict]) -> list[str]:
+def real_fid_at(refs: dict, dataset: str, n) -> str:
+    """The real-vs-real FID at the same n (FID is biased upward at small n), where that reference exists."""
+    ref = refs.get(dataset)
+    for r in ([ref] + ref.get("small_n", [])) if ref else []:
+        if r.get("n_generated", 10000) == n:
+            return f"{r['metrics']['fid']:.3f}"
+    return ""
+
+
+def diffusion_section(refs: dict, results: list[dict]) -> list[str]:
     rows = [r for r in results if r["model"] in FAMILIES["diffusion"]]
     lines = []
     for r in rows:
@@ -396,20 +406,24 @@ def diffusion_section(results: list[dict]) -> list[str]:
             lines += [f"| {s['sampler']} | {s['steps']} | {s['sample_img_per_s']:.2f} |" for s in r["sampler_sweep"]]
             lines.append("")
         elif r.get("sampler_sweep"):
-            lines += ["| sampler | network passes | n | FID | KID x1e3 | precision | recall | classifier score | "
-                      "images/s |", "|---|---|---|---|---|---|---|---|---|"]
+            lines += ["| sampler | network passes | n | FID | real-vs-real FID at n | KID x1e3 | precision | recall | "
+                      "classifier score | images/s |", "|---|---|---|---|---|---|---|---|---|---|"]
             for s in r["sampler_sweep"]:
                 m = s["metrics"]
                 lines.append(f"| {s['sampler']} | {s['steps']} | {s['n']} | {m['fid']:.3f} | "
+                             f"{real_fid_at(refs, r['dataset'], s['n'])} | "
                              f"{1e3 * m['kid_mean']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | "
                              f"{m['classifier_score']:.2f} | {s['sample_img_per_s']:.2f} |")
             lines += ["", f"![quality vs steps]({r['steps_plot']})", ""]
         if r.get("guidance_sweep"):
-            lines += ["| guidance w | n | FID | per-class FID | CAS (real) | classifier score |",
-                      "|---|---|---|---|---|---|"]
+            lines += ["| guidance w | n | FID | real-vs-real FID at n | per-class FID | CAS (real) | "
+                      "classifier score |",
+                      "|---|---|---|---|---|---|---|"]
             for s in r["guidance_sweep"]:
                 m = s["metrics"]
-                lines.append(f"| {s['guidance']} | {s['n']} | {m['fid']:.3f} | {m.get('intra_fid', 0):.3f} | "
+                lines.append(f"| {s['guidance']} | {s['n']} | {m['fid']:.3f} | "
+                             f"{real_fid_at(refs, r['dataset'], s['n'])} | "
+                             f"{m.get('intra_fid', 0):.3f} | "
                              f"{m.get('cas', 0):.4f} ({m.get('cas_real', 0):.4f}) | {m['classifier_score']:.2f} |")
             lines.append("")
         if r.get("bpd_note"):
@@ -495,7 +509,7 @@ def render() -> str:
     out += vae_section(results)
     out += likelihood_section(results)
     out += toward_anchors_section()
-    out += diffusion_section(results)
+    out += diffusion_section(refs, results)
     out += apps_section(apps)
     out += colour_section(results)
     out += figures_section(results)

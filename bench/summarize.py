@@ -426,6 +426,8 @@ def diffusion_section(refs: dict, results: list[dict]) -> list[str]:
                              f"{m.get('intra_fid', 0):.3f} | "
                              f"{m.get('cas', 0):.4f} ({m.get('cas_real', 0):.4f}) | {m['classifier_score']:.2f} |")
             lines.append("")
+        if r.get("cas_note"):
+            lines += [f"{r['cas_note']}; CAS (real) is the frozen classifier's test accuracy.", ""]
         if r.get("bpd_note"):
             lines += [f"Bits/dim {r['metrics']['bpd']:.3f}: {r['bpd_note']}.", ""]
     return lines

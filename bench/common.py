@@ -31,3 +31,14 @@ def write_result(name: str, result: dict) -> Path:
 
 def genzoo_cmd() -> list[str]:
     return [sys.executable, "-m", "genzoo"]
+
+
+def has_feature_network(data: str) -> bool:
+    """Whether genzoo ships a frozen classifier for the data set (the feature space of FID/KID/PR/score)."""
+    from genzoo.classifier import load_frozen
+    from genzoo.errors import GenzooError
+    try:
+        load_frozen(data)
+    except GenzooError:
+        return False
+    return True

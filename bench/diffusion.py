@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, genzoo_cmd, run, write_result  # noqa: E402
+from common import RESULTS, genzoo_cmd, has_feature_network, run, write_result  # noqa: E402
 
 
 def train(preset: str, data: str, steps: int | None, sets: list[str], tag: str,
@@ -67,6 +67,21 @@ def sampling_speed(model, n: int, options: dict) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def test_bound(model, data: str, n: int, batch_size: int) -> tuple[float, int, float]:
+    """The variational bound in bits/dim on the first n test images (seed-0 dequantization; a conditional model
+    scores log p(x | y) with each image's own label): (bits/dim, images, wall seconds)."""
+    from genzoo.data import load_split
+    from genzoo.likelihood import bits_per_dim, mean_bound
+    test = load_split(data, "test")
+    images = test.images[:n]
+    labels = test.labels[:n] if model.conditional else None
+    t0 = time.perf_counter()
+    nll = -mean_bound(model, images, "exact", batch_size=batch_size, seed=0, progress=False, labels=labels)
+    bpd, wall = bits_per_dim(nll, images[0].numel()), time.perf_counter() - t0
+    print(f"bound: {bpd:.4f} bits/dim on {len(images)} test images ({wall:.0f} s)", flush=True)
+    return bpd, len(images), wall
+
+
 def settings(ddim_steps: list[int], timesteps: int) -> list[tuple[str, dict]]:
     return [(f"ddim-{s}", {"sampler": "ddim", "steps": s}) for s in ddim_steps] + \
         [(f"ddpm-{timesteps}", {"sampler": "ddpm"})]
@@ -102,9 +117,6 @@ def plot_steps(rows: list[dict], png: Path, title: str) -> None:
 
 def bench_ddpm(args, sets: list[str]) -> None:
     import genzoo
-    from genzoo.data import load_split
-    from genzoo.likelihood import bits_per_dim, mean_bound
-
     name = f"ddpm-{args.data}{args.tag}"
     run_dir, train_cmd = train("ddpm", args.data, args.steps, sets, args.tag, args.reuse)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -127,12 +139,7 @@ def bench_ddpm(args, sets: list[str]) -> None:
         plot_steps(rows, png, f"ddpm on {args.data}: FID of {args.n} samples per DDIM point vs the test set, "
                               f"{args.n_ddpm} for DDPM-{model.config.timesteps}")
 
-    test = load_split(args.data, "test").images[:args.bpd_images]
-    t0 = time.perf_counter()
-    nll = -mean_bound(model, test, "exact", batch_size=args.bpd_batch, seed=0, progress=False)
-    bpd = bits_per_dim(nll, test[0].numel())
-    bpd_wall = time.perf_counter() - t0
-    print(f"bound: {bpd:.4f} bits/dim on {len(test)} test images ({bpd_wall:.0f} s)", flush=True)
+    bpd, bpd_n, bpd_wall = test_bound(model, args.data, args.bpd_images, args.bpd_batch)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dir / "samples.png", RESULTS / f"{name}.png")
@@ -147,22 +154,11 @@ def bench_ddpm(args, sets: list[str]) -> None:
         "headline_sampler": main_row.get("setting"), "n_generated": main_row.get("n", 0), "n_real": 10000,
         **({} if scored else {"refused": {"fid,kid,pr,score": f"genzoo has no frozen classifier for {args.data}: "
                                                               "the sample grid, timings and the bound only"}}),
-        "bpd_note": f"variational bound (Ho et al. 2020, eq. 5) on the first {len(test)} test images, dequantized "
+        "bpd_note": f"variational bound (Ho et al. 2020, eq. 5) on the first {bpd_n} test images, dequantized "
                     f"once with seed 0; one x_t draw per step (seed 1); {bpd_wall:.0f} s",
-        "bpd_images": len(test), "bpd_wall_s": round(bpd_wall, 1),
+        "bpd_images": bpd_n, "bpd_wall_s": round(bpd_wall, 1),
         "sampler_sweep": rows, **({"steps_plot": f"bench/results/{png.name}"} if scored else {}),
         "sample_grid": f"bench/results/{name}.png", "metrics": {**main_row.get("metrics", {}), "bpd": round(bpd, 4)}})
-
-
-def has_feature_network(data: str) -> bool:
-    """Whether genzoo ships a frozen classifier for the data set (the feature space of FID/KID/PR/score)."""
-    from genzoo.classifier import load_frozen
-    from genzoo.errors import GenzooError
-    try:
-        load_frozen(data)
-    except GenzooError:
-        return False
-    return True
 
 
 def bench_cfg(args, sets: list[str]) -> None:
@@ -192,21 +188,14 @@ def bench_cfg(args, sets: list[str]) -> None:
         print(f"w = {w:g}: {rows[-1]['metrics']}", flush=True)
     bound = {}
     if args.bpd_images:     # the bound on log p(x | y) with each test image's own label
-        from genzoo.data import load_split
-        from genzoo.likelihood import bits_per_dim, mean_bound
-        test = load_split(args.data, "test")
-        images, labels = test.images[:args.bpd_images], test.labels[:args.bpd_images]
-        t0 = time.perf_counter()
-        nll = -mean_bound(model, images, "exact", batch_size=args.bpd_batch, seed=0, progress=False, labels=labels)
-        bound = {"bpd": round(bits_per_dim(nll, images[0].numel()), 4)}
-        bpd_wall = time.perf_counter() - t0
+        bpd, bpd_n, bpd_wall = test_bound(model, args.data, args.bpd_images, args.bpd_batch)
+        bound = {"bpd": round(bpd, 4)}
         bound_note = (f"variational bound on log p(x | y) (Ho et al. 2020, eq. 5, each image with its own label) on "
-                      f"the first {len(images)} test images, dequantized once with seed 0; {bpd_wall:.0f} s")
-        print(f"bound: {bound['bpd']:.4f} bits/dim on {len(images)} test images ({bpd_wall:.0f} s)", flush=True)
+                      f"the first {bpd_n} test images, dequantized once with seed 0; {bpd_wall:.0f} s")
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dir / "samples.png", RESULTS / f"{name}.png")
     write_result(name, {
-        **({"bpd_note": bound_note, "bpd_images": args.bpd_images, "bpd_wall_s": round(bpd_wall, 1)} if bound else {}),
+        **({"bpd_note": bound_note, "bpd_images": bpd_n, "bpd_wall_s": round(bpd_wall, 1)} if bound else {}),
         "model": "ddpm-cfg", "dataset": args.data, "variant": args.tag.lstrip("-") or "default",
         "command": " ".join(["python", "bench/diffusion.py"] + sys.argv[1:]),
         "train_command": " ".join(["genzoo"] + train_cmd[3:]), "run": str(run_dir), "checkpoint": "ema",

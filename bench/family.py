@@ -24,12 +24,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, genzoo_cmd, run, write_result  # noqa: E402
+from common import RESULTS, genzoo_cmd, has_feature_network, run, write_result  # noqa: E402
 
 import genzoo  # noqa: E402
-from genzoo.classifier import load_frozen  # noqa: E402
 from genzoo.data import load_split  # noqa: E402
-from genzoo.errors import GenzooError  # noqa: E402
 from genzoo.apps.edit import has_latents, interpolate  # noqa: E402
 from genzoo.images import save_grid  # noqa: E402
 from genzoo.models import MODELS  # noqa: E402
@@ -102,11 +100,7 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
     config = json.loads((run_dir / "config.json").read_text())
     model = genzoo.load(run_dir)
     if metrics is None:   # every metric that applies: the feature ones need a frozen classifier for the data set
-        try:
-            load_frozen(data)
-            metrics = "fid,kid,pr,score"
-        except GenzooError:
-            metrics = ""
+        metrics = "fid,kid,pr,score" if has_feature_network(data) else ""
         metrics = ",".join(m for m in (metrics, "nll" if model.has_likelihood else "",
                                        "cas" if model.conditional and metrics else "") if m)
     ev_path = run_dir / "eval-bench.json"

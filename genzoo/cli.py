@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from .apps import DEFAULT_BOUND_STEPS
 from .errors import GenzooError
 
 
@@ -476,10 +477,10 @@ def cmd_classify(args) -> int:
         raise GenzooError("classify images (--image IMG ...) or the test set (--test), one of the two.")
     config = read_config(args.run)
     model = load(args.run, ema=not args.no_ema)
-    estimator, kw = likelihood_estimator(model, args.iwae_k)
+    estimator, kw = likelihood_estimator(model, args.iwae_k, args.bound_steps)
     if args.test:
         result = bayes_accuracy(model, config["data"], n=args.n, noise_stds=args.noise_std, k=args.iwae_k,
-                                seed=args.seed, prior=args.prior, batch_size=args.batch_size,
+                                steps=args.bound_steps, seed=args.seed, prior=args.prior, batch_size=args.batch_size,
                                 progress=not args.no_progress)
         result = {**_run_record(args, config["model_name"]), **result}
         print(f"{config['model_name']} as a Bayes classifier on {result['n']} {config['data']} test images "
@@ -497,7 +498,7 @@ def cmd_classify(args) -> int:
     freqs = None
     if args.prior == "train":
         freqs = torch.bincount(load_split(config["data"], "train").labels, minlength=model.config.num_classes)
-    post = posterior(model, x, k=args.iwae_k, seed=args.seed, class_frequencies=freqs)
+    post = posterior(model, x, k=args.iwae_k, steps=args.bound_steps, seed=args.seed, class_frequencies=freqs)
     for path, p in zip(args.image, post):
         top = int(p.argmax())
         print(f"{path}: class {top} (p = {p[top]:.4f}); p(y|x) = {', '.join(f'{v:.3g}' for v in p.tolist())}")
@@ -559,7 +560,7 @@ def cmd_ood(args) -> int:
     if out_data == in_data:
         raise GenzooError(f"--out must be another data set than --in ({in_data}).")
     model = load(args.run, ema=not args.no_ema)
-    result = ood_eval(model, in_data, out_data, n=args.n, k=args.iwae_k, seed=args.seed,
+    result = ood_eval(model, in_data, out_data, n=args.n, k=args.iwae_k, steps=args.bound_steps, seed=args.seed,
                       batch_size=args.batch_size, progress=not args.no_progress)
     result = {**_run_record(args, config["model_name"]), **result}
     m = result["metrics"]
@@ -744,6 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--noise-std", type=float, nargs="+", default=[0.0], metavar="S",
                    help="--test: also under additive Gaussian noise of these stds ([0, 1] units, clipped)")
     s.add_argument("--iwae-k", type=int, default=100, help="importance samples of a VAE's bound (default 100)")
+    s.add_argument("--bound-steps", type=int, default=DEFAULT_BOUND_STEPS,
+                   help="timesteps of a diffusion model's bound estimate, K + 1 network passes per image and "
+                        f"class (default {DEFAULT_BOUND_STEPS})")
     s.add_argument("--prior", default="uniform", choices=["uniform", "train"],
                    help="p(y): uniform (default) or the train split's class frequencies")
     s.add_argument("--seed", type=int, default=0, help="binarization/dequantization and noise seed (default 0)")
@@ -778,6 +782,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", dest="out_data", required=True, help="out-of-distribution data set of the same shape")
     s.add_argument("--n", type=int, default=2000, help="test images of each set (the first n; default 2000)")
     s.add_argument("--iwae-k", type=int, default=100, help="importance samples of a VAE's bound (default 100)")
+    s.add_argument("--bound-steps", type=int, default=DEFAULT_BOUND_STEPS,
+                   help="timesteps of a diffusion model's bound estimate, K + 1 network passes per image "
+                        f"(default {DEFAULT_BOUND_STEPS})")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch-size", type=int, default=100)
     s.add_argument("--report", help="result JSON (default RUN/ood-IN-vs-OUT.json)")

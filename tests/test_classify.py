@@ -83,12 +83,33 @@ def test_cvae_uses_the_iwae_bound_with_the_same_draws_for_every_class():
                                              dtype=torch.float64), atol=1e-12)
 
 
+def test_conditional_diffusion_uses_its_bound_from_K_steps_with_the_same_draws_for_every_class():
+    model = _model("ddpm-cfg", timesteps=10)
+    with torch.no_grad():                                          # not the zero-initialised output layer
+        for p in model.parameters():
+            p.normal_(0, 0.1)
+    assert likelihood_estimator(model, steps=3) == ("bound", {"steps": 3})
+    x = _images(4)
+    xp = dequantize_fixed(x, 2)
+    g = lambda: torch.Generator().manual_seed(2 * 1_000_003 + 1)       # noqa: E731  (the documented seeding)
+    hand = torch.stack([model.log_prob(xp, labels=torch.full((4,), c), steps=3, generator=g()).double()
+                        for c in range(10)], 1)
+    ll = class_log_likelihoods(model, x, steps=3, seed=2, batch_size=4)
+    assert torch.allclose(ll, hand, rtol=0, atol=1e-6)
+    assert not torch.allclose(ll[:, 0], ll[:, 1])                  # the label changes the bound
+    post = posterior(model, x, steps=3, seed=2, batch_size=4)
+    assert torch.allclose(post.sum(1), torch.ones(4, dtype=torch.float64), atol=1e-12)
+    for bad in (0, 11, 2.5):
+        with pytest.raises(GenzooError, match="steps must be"):
+            class_log_likelihoods(model, x, steps=bad)
+
+
 @pytest.mark.parametrize("name,over,reason", [
     ("vae", {}, "unconditional"),
     ("glow", {}, "unconditional"),
     ("cgan", {}, "defines none"),
     ("cvae", {"adversarial": True}, "defines none"),
-    ("ddpm-cfg", {"timesteps": 10}, "T network passes"),
+    ("ddpm", {"timesteps": 10}, "unconditional"),
 ])
 def test_refuses_models_without_classes_or_a_usable_likelihood(name, over, reason):
     model = _model(name, **over)

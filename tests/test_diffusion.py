@@ -14,7 +14,7 @@ from genzoo.data import load_split
 from genzoo.likelihood import bits_per_dim, dequantize_fixed
 from genzoo.models import build_model, default_config
 from genzoo.models.diffusion import (SCHEDULES, Diffusion, ddim_invert, ddim_sample, ddpm_sample, guided_eps,
-                                     make_betas)
+                                     make_betas, stratified_steps)
 from helpers import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: see conftest.py
@@ -256,6 +256,57 @@ def test_bound_terms_equal_a_float64_brute_force_computation_at_T4(schedule):
     drawn = model.bound_terms(x.float(), generator=torch.Generator().manual_seed(0))
     total = -(drawn["prior"] + drawn["kl"].sum(1) + drawn["decoder"]) + 16 * math.log(256)
     assert lp.shape == (b,) and torch.allclose(lp, total, rtol=1e-12)
+
+
+def test_stratified_steps_draw_each_index_with_probability_one_over_its_weight():
+    n, k, draws = 10, 3, 20000
+    g = torch.Generator().manual_seed(0)
+    counts, weight_of = torch.zeros(n), {}
+    for _ in range(draws):
+        picks, weights = stratified_steps(n, k, g)
+        assert len(picks) == k and sum(weights) == n and picks == sorted(picks)
+        for i, w in zip(picks, weights):
+            counts[i] += 1
+            weight_of[i] = w
+    assert sorted(weight_of) == list(range(n))                   # every index can be drawn, with one weight
+    w = torch.tensor([weight_of[i] for i in range(n)], dtype=torch.float64)
+    p = 1 / w                                                     # the stratum's uniform draw
+    se = (p * (1 - p) / draws).sqrt()
+    assert ((counts / draws - p).abs() < 5 * se).all(), (counts / draws, p)
+    assert stratified_steps(n, n, g) == (list(range(n)), [1] * n)
+    with pytest.raises(ValueError, match="k must be"):
+        stratified_steps(n, n + 1, g)
+
+
+@torch.no_grad()
+def test_bound_from_K_steps_averages_to_the_full_bound():
+    """With the x_t draws fixed, the K-step estimate averaged over every choice of one step per stratum is the
+    full sum of the KL terms exactly; through log_prob (steps and noise both drawn) its mean over seeds is the
+    full bound's within sampling error."""
+    T, K, b = 7, 2, 3
+    model = _tiny(size=4, timesteps=T)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(b, 1, 4, 4, generator=g)
+    noise = torch.randn(T, b, 1, 4, 4, generator=g, dtype=torch.float64)
+    full = model.bound_terms(x, noise=noise)["kl"]                                   # (b, T - 1)
+    part = model.bound_terms(x, noise=noise, steps=[2, 5])["kl"]
+    assert torch.allclose(part, full[:, [1, 4]], rtol=1e-12)                        # column j is L_{steps[j]}
+    strata = [range(0, 3), range(3, 6)]                                              # 6 terms, K = 2
+    combos = [(i, j) for i in strata[0] for j in strata[1]]
+    mean = sum(3 * full[:, i] + 3 * full[:, j] for i, j in combos) / len(combos)
+    assert torch.allclose(mean, full.sum(1), rtol=1e-12)
+    # the same steps and noise for the same seed; steps >= T - 1 is the full bound
+    lp = lambda seed, steps=None: model.log_prob(x, generator=torch.Generator().manual_seed(seed), steps=steps)  # noqa: E731
+    assert torch.equal(lp(5, K), lp(5, K))
+    assert torch.equal(lp(5, T - 1), lp(5)) and torch.equal(lp(5, T), lp(5))
+    est = torch.stack([lp(s, K) for s in range(400)])
+    ref = torch.stack([lp(10_000 + s) for s in range(400)])
+    se = (est.var(0) / 400 + ref.var(0) / 400).sqrt()
+    assert ((est.mean(0) - ref.mean(0)).abs() < 4 * se).all(), (est.mean(0), ref.mean(0), se)
+    assert (est.std(0) > ref.std(0)).all()                        # fewer terms: the variance it trades for cost
+    for bad in (0, T + 1, 2.5, True):
+        with pytest.raises(ValueError, match="steps must be"):
+            model.log_prob(x, steps=bad)
 
 
 def test_bound_with_exact_eps_is_above_and_close_to_the_true_nll_of_gaussian_data():

@@ -100,11 +100,20 @@ def test_a_conditional_model_scores_log_sum_over_classes():
     assert log_likelihoods(model, xp).tolist() == pytest.approx(want, abs=1e-6)
 
 
-@pytest.mark.parametrize("name,reason", [("dcgan", "defines none"), ("ddpm", "T network passes")])
-def test_refuses_models_without_a_usable_likelihood(name, reason):
-    model = _model(name, **({"timesteps": 10} if name == "ddpm" else {}))
-    with pytest.raises(GenzooError, match=reason):
-        log_likelihoods(model, torch.zeros(2, 1, 8, 8))
+def test_refuses_models_without_a_usable_likelihood():
+    with pytest.raises(GenzooError, match="defines none"):
+        log_likelihoods(_model("dcgan"), torch.zeros(2, 1, 8, 8))
+
+
+def test_diffusion_is_scored_by_its_bound_from_K_steps():
+    model = _model("ddpm", timesteps=10)
+    xp = dequantize_fixed(torch.randint(0, 256, (3, 1, 8, 8), generator=torch.Generator().manual_seed(3),
+                                        dtype=torch.uint8), 0)
+    g = torch.Generator().manual_seed(4 * 1_000_003 + 1)            # the documented seeding, batch at image 0
+    want = model.log_prob(xp, steps=3, generator=g).double()
+    assert torch.equal(log_likelihoods(model, xp, steps=3, seed=4), want)
+    with pytest.raises(GenzooError, match="steps must be"):
+        log_likelihoods(model, xp, steps=11)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,10 @@ log p(x|y) is asked of the model's capabilities, never of its class name:
   - a ``log_prob`` that takes ``k`` (a conditional VAE): the IWAE bound with k importance samples (Burda et al.
     2016), the same noise for every class (common random numbers) so that the differences between classes
     carry no extra sampling noise;
-  - any other likelihood (the diffusion bound: T network passes per image, and its log_prob takes no smaller
-    number of timesteps) is refused with the reason, as is a model without a likelihood or without classes.
+  - a ``log_prob`` that takes ``steps`` (conditional diffusion): its variational bound estimated from ``steps``
+    of the T timesteps (stratified; the same steps and noise for every class), since the full bound costs T
+    network passes per image and class;
+  - any other likelihood is refused with the reason, as is a model without a likelihood or without classes.
 The prior p(y) is uniform unless class frequencies are given (``class_frequencies``: those of the train split).
 
 Inputs are scored as genzoo's evaluation scores the test set (genzoo/likelihood.py): images are read as 8-bit
@@ -26,13 +28,15 @@ from tqdm import tqdm
 
 from ..errors import GenzooError
 from ..likelihood import binarize_fixed, dequantize_fixed, is_binarized
+from . import DEFAULT_BOUND_STEPS
 
 MAX_IWAE_K = 100_000
 
 
-def likelihood_estimator(model, k: int = 100) -> tuple[str, dict]:
-    """("exact", {}) or ("iwae", {"k": k}): how ``log_prob`` gives log p(x|y) for this model; a GenzooError
-    with the reason when it cannot (unconditional, no likelihood, or a bound too expensive to take per class)."""
+def likelihood_estimator(model, k: int = 100, steps: int = DEFAULT_BOUND_STEPS) -> tuple[str, dict]:
+    """("exact", {}), ("iwae", {"k": k}) or ("bound", {"steps": steps}): how ``log_prob`` gives log p(x|y) for
+    this model; a GenzooError with the reason when it cannot (unconditional, no likelihood, or a bound too
+    expensive to take per class)."""
     name = type(model).__name__
     if not getattr(model, "conditional", False):
         raise GenzooError(f"a Bayes classifier needs log p(x|y) from a class-conditional model; this {name} is "
@@ -46,14 +50,28 @@ def likelihood_estimator(model, k: int = 100) -> tuple[str, dict]:
         if not 1 <= k <= MAX_IWAE_K:
             raise GenzooError(f"the IWAE k must be between 1 and {MAX_IWAE_K}, got {k}.")
         return "iwae", {"k": int(k)}
+    if "steps" in inspect.signature(model.log_prob).parameters:
+        return "bound", {"steps": check_bound_steps(model, steps)}
     raise GenzooError(f"{name}.log_prob is neither exact (exact_likelihood) nor a bound with a chosen cost (a k "
-                      "keyword): its one bound costs the model's full bound for every image and every class "
-                      "(for diffusion, T network passes each), so genzoo does not classify with it.")
+                      "or steps keyword): its one bound costs the model's full bound for every image and every "
+                      "class, so genzoo does not classify with it.")
+
+
+def check_bound_steps(model, steps) -> int:
+    """``steps`` as the timestep count of a diffusion bound estimate, 1 <= steps <= T, or a GenzooError."""
+    top = getattr(model.config, "timesteps", None)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1 or (top and steps > top):
+        raise GenzooError(f"the bound's steps must be an integer between 1 and {top or 'T'}, got {steps!r}.")
+    return int(steps)
 
 
 def describe(estimator: str, kw: dict) -> str:
     """The estimator of log p(x|y) in words, as results state it (METRICS.md)."""
-    return "exact log p(x|y)" if estimator == "exact" else f"IWAE bound on log p(x|y), k = {kw['k']}"
+    if estimator == "exact":
+        return "exact log p(x|y)"
+    if estimator == "iwae":
+        return f"IWAE bound on log p(x|y), k = {kw['k']}"
+    return f"variational bound on log p(x|y), {kw['steps']} timesteps (stratified estimate)"
 
 
 def model_inputs(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -77,17 +95,17 @@ def _check_shape(model, x: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, seed: int = 0, batch_size: int = 100,
-                          prepared: bool = False, progress: bool = False) -> torch.Tensor:
+def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = DEFAULT_BOUND_STEPS, seed: int = 0,
+                          batch_size: int = 100, prepared: bool = False, progress: bool = False) -> torch.Tensor:
     """log p(x|y) for every image and every class, (N, C) float64 nats.
 
     ``x`` (N, C, H, W): images (uint8, or float in [0, 1]) scored as ``model_inputs`` prepares them, or with
     ``prepared`` the exact inputs of ``log_prob`` (already binarized or dequantized). ``k`` is the IWAE k of a
     latent-variable model; ``seed`` seeds the binarization/dequantization and the importance samples: those of
     the batch starting at image i come from a generator seeded with seed * 1000003 + 1 + i, the same for every
-    class (common random numbers).
+    class (common random numbers). ``steps``: the timesteps of a diffusion model's bound estimate.
     """
-    estimator, kw = likelihood_estimator(model, k)
+    estimator, kw = likelihood_estimator(model, k, steps)
     _check_shape(model, x)
     if not 1 <= batch_size <= 100_000:
         raise GenzooError(f"batch_size must be between 1 and 100000, got {batch_size}.")
@@ -145,9 +163,9 @@ def add_noise(images: torch.Tensor, std: float, seed: int = 0) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0,), k: int = 100, seed: int = 0,
-                  prior: str = "uniform", batch_size: int = 100, discriminative=None,
-                  progress: bool = True) -> dict:
+def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0,), k: int = 100,
+                   steps: int = DEFAULT_BOUND_STEPS, seed: int = 0, prior: str = "uniform", batch_size: int = 100,
+                   discriminative=None, progress: bool = True) -> dict:
     """Accuracy of the Bayes classifier on the first ``n`` test images of ``dataset`` (all when None), clean and
     under additive Gaussian noise of each std in ``noise_stds`` (clipped to [0, 1], seed ``seed``), beside the
     ``discriminative`` classifier (genzoo's shipped frozen classifier for the data set when None and one ships).
@@ -157,7 +175,7 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
     """
     from ..classifier import load_frozen, predict
     from ..data import load_split
-    estimator, kw = likelihood_estimator(model, k)
+    estimator, kw = likelihood_estimator(model, k, steps)
     if prior not in ("uniform", "train"):
         raise GenzooError(f"prior must be uniform or train, got {prior!r}.")
     test = load_split(dataset, "test")
@@ -186,8 +204,9 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
         # noise on the whole split, then the first n: a subset sees the same images and draws as the whole set
         noisy = add_noise(test.images, std, seed + 1)
         xp = model_inputs(model, noisy, seed)[:n]
-        post = posterior(log_likelihoods=class_log_likelihoods(model, xp, prepared=True, k=k, seed=seed,
-                                                               batch_size=batch_size, progress=progress),
+        post = posterior(log_likelihoods=class_log_likelihoods(model, xp, prepared=True, k=k, steps=steps,
+                                                               seed=seed, batch_size=batch_size,
+                                                               progress=progress),
                          class_frequencies=freqs)
         row = {"noise_std": std, "bayes_acc": (post.argmax(1) == labels).double().mean().item(),
                "bayes_mean_true_class_prob": post[torch.arange(n), labels].mean().item()}
@@ -196,7 +215,7 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
             row["discriminative_acc"] = (probs.argmax(1) == labels).double().mean().item()
         rows.append(row)
     return {"dataset": dataset, "split": "test", "n": n, "estimator": describe(estimator, kw),
-            **({"iwae_k": kw["k"]} if "k" in kw else {}),
+            **({"iwae_k": kw["k"]} if "k" in kw else {}), **({"bound_steps": kw["steps"]} if "steps" in kw else {}),
             "prior": "uniform" if freqs is None else "train-split class frequencies",
             "inputs": "binarized (seed 0)" if is_binarized(model) else "dequantized (seed 0)",
             "noise": f"additive N(0, std^2) in [0, 1] units, clipped to [0, 1], 8-bit, seed {seed + 1}",

@@ -19,8 +19,9 @@ images (positives) and out-of-distribution ones (negatives).
                   distance from the typical set's log-likelihood, which flags inputs that are too likely as well
                   as too unlikely. The mean is over a seeded sample of training images.
 
-Likelihoods come from the model's capabilities: exact (flows, autoregressive models) or the IWAE bound with k
-(VAEs); a bound with no chosen cost (diffusion) is refused with the reason. Both data sets are scored the same
+Likelihoods come from the model's capabilities: exact (flows, autoregressive models), the IWAE bound with k
+(VAEs), or a diffusion model's variational bound estimated from ``steps`` of its T timesteps (stratified, see
+Diffusion.log_prob); a bound with no chosen cost is refused with the reason. Both data sets are scored the same
 way for one model (genzoo/likelihood.py): a binarized model sees seed-0 binarized images, any other the seed-0
 dequantized ones; the compressor sees exactly those (bilevel PNG for binary images, 8-bit PNG otherwise).
 """
@@ -38,7 +39,9 @@ from tqdm import tqdm
 
 from ..errors import GenzooError
 from ..likelihood import is_binarized
-from .classify import MAX_IWAE_K, class_log_likelihoods, likelihood_estimator, log_prior, model_inputs
+from . import DEFAULT_BOUND_STEPS
+from .classify import (MAX_IWAE_K, check_bound_steps, class_log_likelihoods, likelihood_estimator, log_prior,
+                       model_inputs)
 
 SCORES = ("log_likelihood", "complexity", "typicality")
 MAX_N = 100_000
@@ -63,41 +66,45 @@ def auroc(scores_in, scores_out) -> float:
     return (u / (len(a) * len(b))).item()
 
 
-def _check_model(model) -> tuple[str, dict]:
-    """How log p(x) is estimated ("exact" / "iwae" with k), or a GenzooError with the reason."""
+def _check_model(model, steps: int = DEFAULT_BOUND_STEPS) -> tuple[str, dict]:
+    """How log p(x) is estimated ("exact", "iwae" or "bound" with steps), or a GenzooError with the reason."""
     name = type(model).__name__
     if not model.has_likelihood:
         raise GenzooError(f"OOD scores need a likelihood; this {name} defines none ({model.no_likelihood_reason}).")
     if getattr(model, "conditional", False):
-        return likelihood_estimator(model)
+        return likelihood_estimator(model, steps=steps)
     if getattr(model, "exact_likelihood", False):
         return "exact", {}
-    if "k" in inspect.signature(model.log_prob).parameters:
+    params = inspect.signature(model.log_prob).parameters
+    if "k" in params:
         return "iwae", {}
+    if "steps" in params:
+        return "bound", {"steps": check_bound_steps(model, steps)}
     raise GenzooError(f"{name}.log_prob is neither exact (exact_likelihood) nor a bound with a chosen cost (a k "
-                      "keyword): its one bound costs the model's full bound per image (for diffusion, T network "
-                      "passes), so genzoo does not score OOD with it.")
+                      "or steps keyword): its one bound costs the model's full bound per image, so genzoo does not "
+                      "score OOD with it.")
 
 
 @torch.no_grad()
-def log_likelihoods(model, xp: torch.Tensor, *, k: int = 100, seed: int = 0, batch_size: int = 100,
-                    progress: bool = False) -> torch.Tensor:
+def log_likelihoods(model, xp: torch.Tensor, *, k: int = 100, steps: int = DEFAULT_BOUND_STEPS, seed: int = 0,
+                    batch_size: int = 100, progress: bool = False) -> torch.Tensor:
     """log p(x) in nats, (N,) float64, of inputs ``xp`` already prepared by ``classify.model_inputs``; a
-    class-conditional model gives log sum_y p(x|y) p(y) with a uniform prior. ``k``: a VAE's IWAE k."""
-    estimator, _ = _check_model(model)
+    class-conditional model gives log sum_y p(x|y) p(y) with a uniform prior. ``k``: a VAE's IWAE k; ``steps``:
+    the timesteps of a diffusion model's bound estimate."""
+    estimator, cost = _check_model(model, steps)
     if not 1 <= batch_size <= 100_000:
         raise GenzooError(f"batch_size must be between 1 and 100000, got {batch_size}.")
     if estimator == "iwae" and not 1 <= k <= MAX_IWAE_K:
         raise GenzooError(f"the IWAE k must be between 1 and {MAX_IWAE_K}, got {k}.")
     if model.conditional:
-        ll = class_log_likelihoods(model, xp, prepared=True, k=k, seed=seed, batch_size=batch_size,
+        ll = class_log_likelihoods(model, xp, prepared=True, k=k, steps=steps, seed=seed, batch_size=batch_size,
                                    progress=progress)
         return (ll + log_prior(ll.shape[1])).logsumexp(1)
     takes = inspect.signature(model.log_prob).parameters
     out = []
     for start in tqdm(range(0, len(xp), batch_size), desc=f"log p(x), {estimator}", disable=not progress,
                       leave=False):
-        kw = {"k": int(k)} if estimator == "iwae" else {}
+        kw = {"k": int(k)} if estimator == "iwae" else dict(cost)
         if "generator" in takes:
             kw["generator"] = torch.Generator(model.device).manual_seed(seed * 1_000_003 + 1 + start)
         out.append(model.log_prob(xp[start:start + batch_size].to(model.device), **kw).double().cpu())
@@ -135,12 +142,13 @@ def input_levels(model, xp: torch.Tensor) -> torch.Tensor:
     return (xp * 256).floor().clamp(0, 255).to(torch.uint8)
 
 
-def ood_scores(model, xp: torch.Tensor, *, train_mean_log_px: float | None = None, k: int = 100, seed: int = 0,
-               batch_size: int = 100, progress: bool = False) -> dict[str, torch.Tensor]:
+def ood_scores(model, xp: torch.Tensor, *, train_mean_log_px: float | None = None, k: int = 100,
+               steps: int = DEFAULT_BOUND_STEPS, seed: int = 0, batch_size: int = 100,
+               progress: bool = False) -> dict[str, torch.Tensor]:
     """Every score of inputs ``xp`` (prepared by ``classify.model_inputs``), each (N,) float64, higher = more
     in-distribution: log_likelihood (nats), complexity (bits), and typicality (nats) when the training mean of
     log p(x) is given."""
-    log_px = log_likelihoods(model, xp, k=k, seed=seed, batch_size=batch_size, progress=progress)
+    log_px = log_likelihoods(model, xp, k=k, steps=steps, seed=seed, batch_size=batch_size, progress=progress)
     dims = xp[0].numel()
     out = {"log_likelihood": log_px,
            "complexity": discrete_log2_prob(model, log_px, dims) + png_bits(input_levels(model, xp))}
@@ -149,13 +157,13 @@ def ood_scores(model, xp: torch.Tensor, *, train_mean_log_px: float | None = Non
     return out
 
 
-def ood_eval(model, in_dataset: str, out_dataset: str, *, n: int = 2000, k: int = 100, seed: int = 0,
-             batch_size: int = 100, progress: bool = True) -> dict:
+def ood_eval(model, in_dataset: str, out_dataset: str, *, n: int = 2000, k: int = 100,
+             steps: int = DEFAULT_BOUND_STEPS, seed: int = 0, batch_size: int = 100, progress: bool = True) -> dict:
     """AUROC of every score between the first ``n`` test images of ``in_dataset`` (the model's training data) and
     of ``out_dataset``, with the mean log-likelihood of each set; the typicality reference is the mean log p(x)
     of n training images drawn with ``seed``. Returns the record that `genzoo ood` writes."""
     from ..data import load_split
-    estimator, _ = _check_model(model)
+    estimator, cost = _check_model(model, steps)
     if not 2 <= n <= MAX_N:
         raise GenzooError(f"n must be between 2 and {MAX_N}, got {n}.")
     c = model.config
@@ -170,7 +178,7 @@ def ood_eval(model, in_dataset: str, out_dataset: str, *, n: int = 2000, k: int 
     train = load_split(in_dataset, "train").images
     ref = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]]
     t0 = time.perf_counter()
-    common = {"k": k, "seed": seed, "batch_size": batch_size, "progress": progress}
+    common = {"k": k, "steps": steps, "seed": seed, "batch_size": batch_size, "progress": progress}
     train_ll = log_likelihoods(model, model_inputs(model, ref, seed), **common)
     scores = {role: ood_scores(model, model_inputs(model, images, seed), train_mean_log_px=train_ll.mean().item(),
                                **common) for role, images in sets.items()}
@@ -186,12 +194,14 @@ def ood_eval(model, in_dataset: str, out_dataset: str, *, n: int = 2000, k: int 
         metrics[f"mean_png_bits_{role}"] = (scores[role]["complexity"]
                                              - discrete_log2_prob(model, ll, dims)).mean().item()
     metrics["mean_log_px_train_nats"] = train_ll.mean().item()
-    estimator_text = "exact log p(x)" if estimator == "exact" else f"IWAE bound on log p(x), k = {k}"
+    estimator_text = {"exact": "exact log p(x)", "iwae": f"IWAE bound on log p(x), k = {k}",
+                      "bound": f"variational bound on log p(x), {steps} timesteps (stratified estimate)"}[estimator]
     if model.conditional:
         estimator_text += ", summed over classes with a uniform prior"
     return {"in_dataset": in_dataset, "out_dataset": out_dataset, "split": "test", "n_in": len(sets["in"]),
             "n_out": len(sets["out"]), "n_train_reference": len(ref), "estimator": estimator_text,
             **({"iwae_k": k} if estimator == "iwae" else {}),
+            **({"bound_steps": steps} if estimator == "bound" else {}),
             "inputs": "binarized (seed 0)" if is_binarized(model) else "dequantized (seed 0)",
             "scores": {"ood_auroc": "log p(x)", "ood_auroc_complexity": "log2 P(x) + PNG bits (Serra et al. 2020)",
                        "ood_auroc_typicality": "-|log p(x) - mean train log p(x)| (Nalisnick et al. 2019, M = 1)"},

@@ -237,13 +237,16 @@ class Diffusion(GenerativeModel):
 
     @torch.no_grad()
     def bound_terms(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> dict:
+                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                    steps: list[int] | None = None) -> dict:
         """The terms of the variational bound (Ho et al. 2020, eq. 5) per image, in nats, float64:
         "prior" L_T (B,), "kl" L_{t-1} for t = 2..T (B, T-1), "decoder" L_0 (B,).
 
         x in [0, 1] is read as the levels k = floor(256 x) (training images k / 255 and dequantized images
         (k + u) / 256 both floor back to k). Each L_{t-1} uses one draw x_t ~ q(x_t | x_0); ``noise``
         (T, B, C, H, W) gives those standard normal draws (index t - 1), else they come from ``generator``.
+        ``steps`` (indices i = t - 1 in [1, T), increasing) computes only those KL terms: "kl" is then
+        (B, len(steps)), column j holding L_{steps[j]}.
         """
         labels = self._labels(labels, len(x))
         k = (x.double() * 256).floor().clamp(0, 255)
@@ -263,7 +266,7 @@ class Diffusion(GenerativeModel):
         _, mean = x_t_and_mean_p(0)
         decoder = -discretized_gaussian_log_prob(k, mean, math.sqrt(betas[0])).flatten(1).sum(1)
         kls = []
-        for i in range(1, T):
+        for i in (range(1, T) if steps is None else steps):
             x_t, mean_p = x_t_and_mean_p(i)
             var_q = betas[i] * (1 - ab[i - 1]) / (1 - ab[i])                          # beta~_t (eq. 7)
             mean_q = (math.sqrt(ab[i - 1]) * betas[i] / (1 - ab[i])) * x0 \
@@ -274,13 +277,28 @@ class Diffusion(GenerativeModel):
 
     @torch.no_grad()
     def log_prob(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, steps: int | None = None) -> torch.Tensor:
         """A lower bound on log p(x[|y]) per image in nats, (B,) float64: minus the variational bound L
         (bound_terms) on -log P(k) of the 8-bit levels k = floor(256 x), plus D ln 256, so that it bounds a
         density over [0, 1]^D (METRICS.md's bits/dim). A stochastic bound, not the likelihood: one draw of x_t
-        per step, and it costs T network passes per image."""
-        terms = self.bound_terms(x, labels, generator)
-        return -(terms["prior"] + terms["kl"].sum(1) + terms["decoder"]) + x[0].numel() * math.log(256)
+        per step, and it costs T network passes per image.
+
+        ``steps`` K < T - 1 trades variance for cost: the T - 1 KL terms are estimated from K of them, one drawn
+        uniformly (from ``generator``) in each of K contiguous strata of the steps and weighted by its stratum's
+        size (stratified sampling; ``stratified_steps``), the prior and decoder terms exactly: K + 1 passes, and
+        in expectation over the drawn steps the same bound. The same generator seed gives the same steps and
+        noise for every label, so differences between classes carry little of that variance."""
+        T = self.config.timesteps
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= T):
+            raise ValueError(f"steps must be an integer in [1, {T}] (T), got {steps!r}")
+        D = x[0].numel()
+        if steps is None or steps >= T - 1:
+            terms = self.bound_terms(x, labels, generator)
+            return -(terms["prior"] + terms["kl"].sum(1) + terms["decoder"]) + D * math.log(256)
+        picks, weights = stratified_steps(T - 1, steps, generator, x.device)
+        terms = self.bound_terms(x, labels, generator, steps=[1 + i for i in picks])
+        kl = terms["kl"] @ torch.tensor(weights, dtype=torch.float64, device=terms["kl"].device)
+        return -(terms["prior"] + kl + terms["decoder"]) + D * math.log(256)
 
     # -- sampling
 
@@ -355,6 +373,19 @@ def guided_eps(model, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | N
     null = torch.full_like(labels, model.null_label)
     cond, uncond = model.predict_eps(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
     return (1 + guidance) * cond - guidance * uncond
+
+
+def stratified_steps(n: int, k: int, generator: torch.Generator | None = None,
+                     device=None) -> tuple[list[int], list[int]]:
+    """k of the indices 0..n-1, one uniform draw in each of k contiguous strata (stratum j: [floor(j n / k),
+    floor((j + 1) n / k))), with each stratum's size as its weight: sum_j w_j f(i_j) is an unbiased estimate of
+    sum_i f(i) (every index is drawn with probability 1 / its stratum's size). 1 <= k <= n."""
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}], got {k}")
+    edges = [j * n // k for j in range(k + 1)]
+    u = torch.rand(k, generator=generator, dtype=torch.float64, device=device).tolist()
+    sizes = [edges[j + 1] - edges[j] for j in range(k)]
+    return [edges[j] + min(int(u[j] * sizes[j]), sizes[j] - 1) for j in range(k)], sizes
 
 
 def ddim_timesteps(timesteps: int, steps: int) -> list[int]:

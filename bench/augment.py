@@ -90,7 +90,13 @@ def main() -> None:
         "model": args.model, "dataset": args.data, "variant": args.variant or "augmentation-gain",
         "command": " ".join(["python", "bench/augment.py", *sys.argv[1:]]), "commands": commands,
         "seeds": [int(s) for s in args.seeds.split(",")], "gen_ratio": args.gen_ratio,
-        "classifier_steps": args.classifier_steps, "cas_n": args.cas_n, "plot": str(png), "rows": rows})
+        "classifier_steps": args.classifier_steps, "cas_n": args.cas_n, "plot": repo_path(png), "rows": rows})
+
+
+def repo_path(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it (results name their files that way)."""
+    root, path = Path(__file__).resolve().parent.parent, path.resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 if __name__ == "__main__":

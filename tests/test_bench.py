@@ -35,4 +35,5 @@ def test_result_records_its_command_machine_and_files(path):
         f"{path.name} records no measurement (nor why none applies)"
     for key, value in r.items():             # every figure a result points to is committed beside it
         if isinstance(value, str) and value.endswith(".png"):
+            assert not Path(value).is_absolute(), f"{path.name}: {key} -> {value} is not relative to the repository"
             assert (ROOT / value).is_file(), f"{path.name}: {key} -> {value} is missing"

@@ -470,3 +470,49 @@ def test_evaluate_scores_the_restorations_it_returns_and_repeats_itself():
     assert a["ssim"] == pytest.approx(ssim(a["restored"], x, a["region"]).nanmean().item())
     d = evaluate(model, x, task="denoise", noise_std=0.1, progress=False, options={"iters": 5})
     assert d["region"].all() and d["observed"].shape == x.shape
+
+
+class Overflowing(LinearLatent):
+    """The linear decoder, except that it overflows (NaN) beyond a latent norm, as a flow's inverse does far
+    outside its typical set."""
+
+    def __init__(self, w, b, limit):
+        super().__init__(w, b)
+        self.limit = limit
+
+    def decode(self, z, labels=None):
+        out = super().decode(z)
+        far = z.norm(dim=1) > self.limit
+        return torch.where(far.view(-1, 1, 1, 1), out * float("nan"), out)
+
+
+def test_a_diverging_latent_fit_keeps_its_best_finite_iterate():
+    g = torch.Generator().manual_seed(0)
+    w, b = 0.15 * torch.randn(16, 3, generator=g), 0.3 + 0.4 * torch.rand(16, generator=g)
+    model = Overflowing(w, b, limit=3.0)     # the prior draws of this seed lie inside
+    x = torch.rand(4, 1, 4, 4, generator=g)
+    known = mask_preset("random50", 4, 4, g).float()
+    # a learning rate so large that Adam's first step leaves the region where decode is finite
+    z, info = fit_latents(model, x, known, fit_std=0.1, restarts=2, iters=20, lr=5.0,
+                          generator=torch.Generator().manual_seed(1))
+    assert z.isfinite().all() and info["objective"].isfinite().all(), info
+    assert (z.norm(dim=1) <= 3.0).all()
+    err = ((model.decode(z) - x).square() * known).flatten(1).sum(1) / known.flatten(1).sum(1)
+    assert torch.allclose(err, info["error"])
+    # without the guard, the same fit ends in NaN: the decoder's overflow is what is being tested
+    z_bad = torch.zeros(4, 3, requires_grad=True)
+    opt = torch.optim.Adam([z_bad], lr=5.0)
+    for _ in range(3):
+        opt.zero_grad()
+        ((model.decode(z_bad) - x).square() * known).sum().backward()
+        opt.step()
+    assert not model.decode(z_bad.detach()).isfinite().all()
+
+
+def test_an_encoder_start_beyond_the_typical_radius_is_scaled_onto_it():
+    g = torch.Generator().manual_seed(0)
+    model = LinearLatent(0.1 * torch.randn(16, 9, generator=g), torch.full((16,), 0.5))
+    x = torch.rand(2, 1, 4, 4, generator=g)
+    start = torch.stack([torch.full((9,), 5.0), torch.full((9,), 0.2)])    # norms 15 and 0.6; sqrt(D) = 3
+    z, info = fit_latents(model, x, restarts=1, iters=0, start=start)
+    assert torch.allclose(z[0], torch.full((9,), 1.0)) and torch.allclose(z[1], start[1])

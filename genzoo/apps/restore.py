@@ -390,7 +390,12 @@ def fit_latents(model, target: torch.Tensor, weight: torch.Tensor | None = None,
     """MAP latents of images seen through a degradation: per image the z that minimises
         sum(weight * (operator(decode(z)) - target)^2) / (2 fit_std^2) + ||z||^2 / 2,
     by Adam (``iters`` steps at ``lr``) from ``restarts`` starts: ``start`` (N, ...) first when given (an encoder's
-    guess), then prior draws from ``generator``; the start with the lowest final objective wins.
+    guess, scaled back to the prior's typical radius sqrt(D) where it lies beyond it: a flow's exact latent of a
+    degraded image sits far out in the tails, where its inverse is unstable; an image whose guess still decodes to a
+    non-finite objective starts from a prior draw instead), then prior
+    draws from ``generator``. Per image the iterate with the lowest finite objective of every start and step is
+    returned, so a fit that diverges (a flow's inverse overflows far from its typical set) keeps its best point
+    before the divergence; a non-finite gradient leaves that image's latent where it is for the step.
 
     target (N, C, h, w); weight broadcastable to it (1 = fit, 0 = ignore; default all 1); operator maps decoded
     images (N, C, H, W) in [0, 1] to the target's shape (default the identity). Returns (z (N, ...), info) with
@@ -408,30 +413,42 @@ def fit_latents(model, target: torch.Tensor, weight: torch.Tensor | None = None,
     frozen = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
+    def keep(best, new):   # per image, the lower objective (a non-finite one never wins)
+        if best is None:
+            return new
+        better = new["objective"] < best["objective"]
+        return {k: torch.where(better.view(-1, *[1] * (v.dim() - 1)), v, best[k]) for k, v in new.items()}
+
     best, bar = None, tqdm(total=restarts * iters, desc="latent fit", disable=not progress, leave=False)
     try:   # one start at a time: a flow's backward pass holds every layer's activations of the whole batch
         for r in range(restarts):
             z = (start if r == 0 and start is not None else model.prior_latents(n, generator=generator))
             z = z.detach().clone().to(target.device)
+            if r == 0 and start is not None:           # onto the typical set of N(0, I) where it lies outside
+                radius = math.sqrt(z[0].numel())
+                norm = z.flatten(1).norm(dim=1).clamp_min(1e-12)
+                z = z * (radius / norm).clamp(max=1).view(-1, *[1] * (z.dim() - 1))
             with torch.no_grad():
-                start_err, _ = terms(z)
+                start_err, start_obj = terms(z)
+                if r == 0 and start is not None and not start_obj.isfinite().all():
+                    bad = ~start_obj.isfinite()
+                    z[bad] = model.prior_latents(n, generator=generator).to(z)[bad]
+                    start_err, start_obj = terms(z)
             z.requires_grad_(True)
             opt = torch.optim.Adam([z], lr=lr)
             with torch.enable_grad():
-                for _ in range(iters):
+                for _ in range(iters + 1):
                     opt.zero_grad(set_to_none=True)
-                    terms(z)[1].sum().backward()        # a sum: each image's gradient is its own
+                    err, obj = terms(z)
+                    best = keep(best, {"z": z.detach().clone(), "error": err.detach(), "start_error": start_err,
+                                       "objective": obj.detach().nan_to_num(math.inf)})
+                    if _ == iters:             # the last iterate is scored, not stepped
+                        break
+                    obj.sum().backward()       # a sum: each image's gradient is its own
+                    finite = z.grad.flatten(1).isfinite().all(1).view(-1, *[1] * (z.dim() - 1))
+                    z.grad = torch.where(finite, z.grad, torch.zeros_like(z.grad))
                     opt.step()
                     bar.update()
-            z = z.detach()
-            with torch.no_grad():
-                err, obj = terms(z)
-            new = {"z": z, "error": err, "start_error": start_err, "objective": obj.nan_to_num(math.inf)}
-            if best is None:
-                best = new
-            else:                                  # per image, the lower objective (a diverged start never wins)
-                better = new["objective"] < best["objective"]
-                best = {k: torch.where(better.view(-1, *[1] * (v.dim() - 1)), v, best[k]) for k, v in new.items()}
     finally:
         bar.close()
         for p, req in zip(model.parameters(), frozen):

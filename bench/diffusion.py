@@ -39,7 +39,7 @@ def train(preset: str, data: str, steps: int | None, sets: list[str], tag: str,
     for s in sets:
         cmd += ["--set", s]
     summary = run_dir / "summary.json"
-    if reuse and summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
+    if reuse and summary.exists() and json.loads(summary.read_text()).get("status") in ("finished", "time_limit"):
         print(f"reusing the finished run {run_dir}", flush=True)
     else:
         run(cmd)

@@ -107,13 +107,13 @@ def _resolve_configs(args, run_dir: Path):
         train_cfg = config_from_dict(TrainConfig, saved["train"])
         new_model, new_train = apply_overrides(model_cfg, train_cfg, overrides)
         may_change = ("steps", "log_every_steps", "sample_every_steps", "ckpt_every_steps", "coverage_every_steps",
-                      "threads", "val_every_steps", "early_stop_patience")
+                      "threads", "val_every_steps", "early_stop_patience", "max_train_minutes")
         old, new = {**dataclasses.asdict(model_cfg), **dataclasses.asdict(train_cfg)}, \
             {**dataclasses.asdict(new_model), **dataclasses.asdict(new_train)}
         changed = [k for k in new if new[k] != old[k] and k not in may_change]
         if changed:
-            raise GenzooError(f"--resume continues the saved config; only steps, threads, early_stop_patience and "
-                              f"the *_every_steps keys may change, not {', '.join(changed)}.")
+            raise GenzooError(f"--resume continues the saved config; only steps, threads, early_stop_patience, "
+                              f"max_train_minutes and the *_every_steps keys may change, not {', '.join(changed)}.")
         return new_model, new_train
 
     cls, _, _ = model_entry(args.model)

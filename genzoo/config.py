@@ -49,6 +49,9 @@ class TrainConfig:
     train_subset: int = 0              # > 0: train on a class-balanced subset of this many train images, drawn
                                        # with seed 0 whatever the run's seed (data.balanced_subset), the
                                        # validation split then carved from it; genzoo augment reads it; 0 = all
+    max_train_minutes: float = 0.0     # > 0: stop (checkpointed, status "time_limit") at the first step whose
+                                       # training wall time, every session of the run together, reaches this;
+                                       # the lr schedule still follows `steps`; 0 = no limit
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every_steps"):
@@ -62,7 +65,7 @@ class TrainConfig:
             raise ValueError(f"lr_decay must be none or cosine, got {self.lr_decay!r}")
         if self.lr_warmup_steps < 0:
             raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
-        for name in ("val_every_steps", "val_size", "early_stop_patience", "train_subset"):
+        for name in ("val_every_steps", "val_size", "early_stop_patience", "train_subset", "max_train_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.val_fid_samples < 2:

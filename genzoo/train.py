@@ -438,6 +438,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         return bool(ok)
 
     early = False                # set when validation stops the run early
+    timed_out = False            # set when max_train_minutes ends the run
     with _StopFlag() as stop:
         model.train()
         def next_batch() -> dict:
@@ -477,10 +478,14 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
             bar.update(1)
 
             stop_now = stop.signal is not None
+            out_of_time = (cfg.max_train_minutes > 0
+                           and wall_before + time.perf_counter() - t_start >= 60 * cfg.max_train_minutes)
             if dd.world > 1:     # every rank must leave the loop at the same step
-                flag = torch.tensor([float(stop_now)], device=dd.device)
+                flag = torch.tensor([float(stop_now), float(out_of_time)], device=dd.device)
                 dist.all_reduce(flag)
-                stop_now = flag.item() > 0
+                stop_now, out_of_time = flag[0].item() > 0, flag[1].item() > 0
+            timed_out = out_of_time and step < cfg.steps
+            stop_now = stop_now or timed_out
             is_last = step == cfg.steps
             do_ckpt = is_last or stop_now or (cfg.ckpt_every_steps > 0 and step % cfg.ckpt_every_steps == 0)
 
@@ -538,6 +543,10 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         summary["train_img_per_s"] = round((step - warm_step) * images_per_step / (time.perf_counter() - t_warm), 1)
     if stop.signal is not None:
         summary["status"] = "interrupted"
+    elif timed_out:
+        summary["status"] = "time_limit"
+        tqdm.write(f"stopped at step {step} of {cfg.steps}: max_train_minutes = {cfg.max_train_minutes:g} reached",
+                   file=sys.stderr)
     elif early:
         summary["status"] = "early_stopped"
     else:
@@ -553,7 +562,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         writer.close()
         curves = plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
         summary["curves"] = str(curves) if curves else None
-        if cfg.final_eval and model.has_likelihood and summary["status"] in ("finished", "early_stopped"):
+        if cfg.final_eval and model.has_likelihood and summary["status"] != "interrupted":
             summary.update(final_eval(ema if ema is not None else model, data_name, progress))
         ckpt.atomic_write(run_dir / "summary.json",
                           lambda p: Path(p).write_text(json.dumps(summary, indent=2) + "\n"))

@@ -165,3 +165,26 @@ def test_resume_refuses_weights_from_another_step_than_the_trainer_state(tmp_pat
     assert _train(run, "vae", steps=8, extra=["--resume"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "from step 3 but trainer_state.pt from step 4" in err
+
+
+def test_max_train_minutes_stops_at_the_budget_with_a_checkpoint_and_resumes(tmp_path, capsys):
+    run = tmp_path / "run"
+    # 0.01 min = 0.6 s: a few steps of the tiny vae, far fewer than the 100000 asked for
+    assert _train(run, "vae", steps=100_000, extra=["--set", "max_train_minutes=0.01"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "time_limit" and 1 <= summary["step"] < 100_000, summary
+    assert summary["train_wall_s"] >= 0.6
+    assert "elbo_nats" in summary, summary       # the end-of-run likelihood still runs
+    state = torch.load(run / ckpt.STATE, weights_only=True)
+    assert state["step"] == summary["step"]
+    # the budget counts every session of the run: a resume with a larger one goes on from the saved step
+    assert _train(run, "vae", steps=100_000, extra=["--resume", "--set", "max_train_minutes=0.02"]) == 0
+    again = json.loads((run / "summary.json").read_text())
+    assert again["status"] == "time_limit" and again["step"] > summary["step"]
+    assert again["train_wall_s"] >= 1.2
+    # a budget that the steps end before leaves the run "finished"
+    assert _train(tmp_path / "short", "vae", steps=3, extra=["--set", "max_train_minutes=60"]) == 0
+    assert json.loads((tmp_path / "short" / "summary.json").read_text())["status"] == "finished"
+    capsys.readouterr()
+    assert _train(tmp_path / "bad", "vae", steps=3, extra=["--set", "max_train_minutes=-1"]) == 2
+    assert "max_train_minutes must be >= 0" in capsys.readouterr().err

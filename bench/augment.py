@@ -59,7 +59,8 @@ def main() -> None:
     for n in ns:
         run_dir = Path(args.runs) / f"bench-augment-{tag}-n{n}"
         summary = run_dir / "summary.json"
-        if not (summary.exists() and json.loads(summary.read_text()).get("status") in ("finished", "early_stopped", "time_limit")):
+        done = ("finished", "early_stopped", "time_limit")
+        if not (summary.exists() and json.loads(summary.read_text()).get("status") in done):
             cmd = genzoo_cmd() + ["train", args.model, "--data", args.data, "--out", str(run_dir), "--overwrite",
                                   "--set", f"train_subset={n}"]
             if args.steps:

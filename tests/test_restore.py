@@ -516,3 +516,29 @@ def test_an_encoder_start_beyond_the_typical_radius_is_scaled_onto_it():
     start = torch.stack([torch.full((9,), 5.0), torch.full((9,), 0.2)])    # norms 15 and 0.6; sqrt(D) = 3
     z, info = fit_latents(model, x, restarts=1, iters=0, start=start)
     assert torch.allclose(z[0], torch.full((9,), 1.0)) and torch.allclose(z[1], start[1])
+
+
+class HiddenOverflow(LinearLatent):
+    """Overflows beyond a latent norm and, as genzoo's flows do, shows the overflowed pixels as mid-grey: the
+    objective stays finite, only the gradient is not."""
+
+    def __init__(self, w, b, limit):
+        super().__init__(w, b)
+        self.limit = limit
+
+    def decode(self, z, labels=None):
+        out = super().decode(z)
+        far = (z.norm(dim=1) > self.limit).view(-1, 1, 1, 1)
+        return torch.nan_to_num(torch.where(far, out * float("nan"), out), nan=0.5)
+
+
+def test_a_latent_whose_decoder_overflows_is_pulled_back_to_where_it_does_not():
+    g = torch.Generator().manual_seed(0)
+    model = HiddenOverflow(0.3 * torch.randn(16, 3, generator=g), torch.full((16,), 0.2), limit=1.0)
+    x = model.decode(0.3 * torch.randn(2, 3, generator=g)).detach()         # images the decoder can make
+    start = torch.full((2, 3), 0.9)                      # norm 1.56, inside sqrt(3), beyond the overflow at 1
+    with torch.no_grad():
+        assert (model.decode(start) == 0.5).all()        # the start decodes to grey, a finite objective
+    z, info = fit_latents(model, x, restarts=1, iters=50, lr=0.05, start=start)
+    assert (z.norm(dim=1) <= 1.0).all(), z
+    assert (info["error"] < 0.5 * info["start_error"]).all(), info

@@ -395,7 +395,8 @@ def fit_latents(model, target: torch.Tensor, weight: torch.Tensor | None = None,
     non-finite objective starts from a prior draw instead), then prior
     draws from ``generator``. Per image the iterate with the lowest finite objective of every start and step is
     returned, so a fit that diverges (a flow's inverse overflows far from its typical set) keeps its best point
-    before the divergence; a non-finite gradient leaves that image's latent where it is for the step.
+    before the divergence; an image whose gradient is non-finite takes no Adam step but moves halfway towards the
+    prior's mode 0, where the decoder is stable, until its gradient is finite again.
 
     target (N, C, h, w); weight broadcastable to it (1 = fit, 0 = ignore; default all 1); operator maps decoded
     images (N, C, H, W) in [0, 1] to the target's shape (default the identity). Returns (z (N, ...), info) with
@@ -448,6 +449,8 @@ def fit_latents(model, target: torch.Tensor, weight: torch.Tensor | None = None,
                     finite = z.grad.flatten(1).isfinite().all(1).view(-1, *[1] * (z.dim() - 1))
                     z.grad = torch.where(finite, z.grad, torch.zeros_like(z.grad))
                     opt.step()
+                    with torch.no_grad():      # an image whose decoder overflowed moves halfway to the prior's mode
+                        z.mul_(torch.where(finite, 1.0, 0.5))
                     bar.update()
     finally:
         bar.close()

@@ -483,7 +483,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
             if dd.world > 1:     # every rank must leave the loop at the same step
                 flag = torch.tensor([float(stop_now), float(out_of_time)], device=dd.device)
                 dist.all_reduce(flag)
-                stop_now, out_of_time = flag[0].item() > 0, flag[1].item() > 0
+                stop_now, out_of_time = (v > 0 for v in flag.tolist())     # one sync for both
             timed_out = out_of_time and step < cfg.steps
             stop_now = stop_now or timed_out
             is_last = step == cfg.steps

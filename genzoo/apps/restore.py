@@ -392,8 +392,7 @@ def fit_latents(model, target: torch.Tensor, weight: torch.Tensor | None = None,
     by Adam (``iters`` steps at ``lr``) from ``restarts`` starts: ``start`` (N, ...) first when given (an encoder's
     guess, scaled back to the prior's typical radius sqrt(D) where it lies beyond it: a flow's exact latent of a
     degraded image sits far out in the tails, where its inverse is unstable; an image whose guess still decodes to a
-    non-finite objective starts from a prior draw instead), then prior
-    draws from ``generator``. Per image the iterate with the lowest finite objective of every start and step is
+    non-finite objective starts from a prior draw instead), then prior draws from ``generator``. Per image the iterate with the lowest finite objective of every start and step is
     returned, so a fit that diverges (a flow's inverse overflows far from its typical set) keeps its best point
     before the divergence; an image whose gradient is non-finite takes no Adam step but moves halfway towards the
     prior's mode 0, where the decoder is stable, until its gradient is finite again.
@@ -414,6 +413,7 @@ def fit_latents(model, target: torch.Tensor, weight: torch.Tensor | None = None,
     frozen = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
+
     def keep(best, new):   # per image, the lower objective (a non-finite one never wins)
         if best is None:
             return new
@@ -425,25 +425,24 @@ def fit_latents(model, target: torch.Tensor, weight: torch.Tensor | None = None,
         for r in range(restarts):
             z = (start if r == 0 and start is not None else model.prior_latents(n, generator=generator))
             z = z.detach().clone().to(target.device)
-            if r == 0 and start is not None:           # onto the typical set of N(0, I) where it lies outside
-                radius = math.sqrt(z[0].numel())
-                norm = z.flatten(1).norm(dim=1).clamp_min(1e-12)
-                z = z * (radius / norm).clamp(max=1).view(-1, *[1] * (z.dim() - 1))
             with torch.no_grad():
+                if r == 0 and start is not None:       # onto the typical set of N(0, I) where it lies outside
+                    norm = z.flatten(1).norm(dim=1).clamp_min(1e-12)
+                    z *= (math.sqrt(z[0].numel()) / norm).clamp(max=1).view(-1, *[1] * (z.dim() - 1))
                 start_err, start_obj = terms(z)
-                if r == 0 and start is not None and not start_obj.isfinite().all():
-                    bad = ~start_obj.isfinite()
+                bad = ~start_obj.isfinite()
+                if r == 0 and start is not None and bad.any():
                     z[bad] = model.prior_latents(n, generator=generator).to(z)[bad]
-                    start_err, start_obj = terms(z)
+                    start_err, _ = terms(z)
             z.requires_grad_(True)
             opt = torch.optim.Adam([z], lr=lr)
             with torch.enable_grad():
-                for _ in range(iters + 1):
+                for i in range(iters + 1):
                     opt.zero_grad(set_to_none=True)
                     err, obj = terms(z)
                     best = keep(best, {"z": z.detach().clone(), "error": err.detach(), "start_error": start_err,
                                        "objective": obj.detach().nan_to_num(math.inf)})
-                    if _ == iters:             # the last iterate is scored, not stepped
+                    if i == iters:             # the last iterate is scored, not stepped
                         break
                     obj.sum().backward()       # a sum: each image's gradient is its own
                     finite = z.grad.flatten(1).isfinite().all(1).view(-1, *[1] * (z.dim() - 1))

@@ -160,6 +160,20 @@ def test_vaegan_has_three_phases_over_disjoint_parameters_and_no_likelihood():
         model.log_prob(torch.rand(2, 1, 8, 8))
 
 
+def test_vaegan_encoder_weights_its_kl_by_beta():
+    # the encoder's loss is beta KL + L_llike: the same draws at two betas differ by exactly (b2 - b1) KL
+    batch, weights = _bits(), build_model("vaegan", tiny_config("vaegan")).state_dict()
+    out = {}
+    for beta in (1.0, 3.0):
+        model = build_model("vaegan", dataclasses.replace(tiny_config("vaegan"), beta=beta))
+        model.load_state_dict(weights)
+        torch.manual_seed(0)
+        out[beta] = model.loss(batch, "encoder")
+    assert torch.allclose(out[1.0]["kl"], out[3.0]["kl"]) and out[1.0]["kl"] > 0
+    assert torch.allclose(out[3.0]["loss"] - out[1.0]["loss"], 2 * out[1.0]["kl"], rtol=1e-3, atol=1e-5)
+    assert torch.allclose(out[1.0]["loss"], out[1.0]["kl"] + out[1.0]["llike"], rtol=1e-5)
+
+
 def test_encode_decode_reconstruct_and_traverse_shapes():
     for decoder, binarize in (("bernoulli", True), ("logistic", False), ("categorical", False)):
         model = build_model("vae", dataclasses.replace(tiny_config("vae"), decoder=decoder, binarize=binarize)).eval()

@@ -10,7 +10,7 @@ vaegan differ only in the options below.
 - Conditional VAE (Sohn et al. 2015): q(z|x, y) and p(x|z, y) see the one-hot label; the prior stays N(0, I).
 - VAE-GAN (Larsen et al. 2016, eqs. 6-9 and Algorithm 1): the pixel likelihood is replaced by a Gaussian
   one in the feature space of a discriminator's hidden layer, Dis_l; three losses, three phases:
-      encoder:        KL + L_llike,   L_llike = 1/2 ||Dis_l(x) - Dis_l(Dec(z))||^2,  z ~ q(z|x)
+      encoder:        beta KL + L_llike,   L_llike = 1/2 ||Dis_l(x) - Dis_l(Dec(z))||^2,  z ~ q(z|x)
       decoder:        gamma L_llike - L_GAN (non-saturating, on reconstructions and prior samples)
       discriminator:  L_GAN, real x against Dec(z ~ q) and Dec(z ~ p)
   A VAE-GAN has no pixel likelihood, so it has no log_prob.
@@ -328,7 +328,7 @@ class VAE(GenerativeModel):
         llike = 0.5 * (f_real.detach() - f_rec).square().sum(1)                      # (B,), Dis_l Gaussian
         if phase == "encoder":
             kl = self._kl(mu.float(), logvar.float())
-            return {"loss": (kl + llike).mean(), "kl": kl.mean().detach(), "llike": llike.mean().detach()}
+            return {"loss": (self.config.beta * kl + llike).mean(), "kl": kl.mean().detach(), "llike": llike.mean().detach()}
         if phase == "decoder":
             p_l, _ = self._dis(self.decode(z_p, lab_p))
             gan = F.softplus(-rec_l).mean() + F.softplus(-p_l).mean()               # non-saturating -L_GAN

@@ -9,8 +9,8 @@ plot of accuracy against n beside it.
     python bench/augment.py cvae --data digits --n 100,1497 --steps 30 --set width=8 --classifier-steps 20 \
         --cas-n 100 --runs /tmp/aug --results /tmp/aug/results        # a smoke test in a minute
 
-A run folder that already finished (summary.json says so) is not trained again. The batch size is min(the model's,
-n): with n = 100 every step sees all of them.
+A run folder that already finished (summary.json says so) is not trained again; the result still lists the train
+command that made it. The batch size is min(the model's, n): with n = 100 every step sees all of them.
 """
 from __future__ import annotations
 
@@ -60,17 +60,17 @@ def main() -> None:
         run_dir = Path(args.runs) / f"bench-augment-{tag}-n{n}"
         summary = run_dir / "summary.json"
         done = ("finished", "early_stopped", "time_limit")
+        cmd = genzoo_cmd() + ["train", args.model, "--data", args.data, "--out", str(run_dir), "--overwrite",
+                              "--set", f"train_subset={n}"]
+        if args.steps:
+            cmd += ["--steps", str(args.steps)]
+        if not user_batch and n < batch:
+            cmd += ["--set", f"batch_size={n}"]
+        for kv in args.set:
+            cmd += ["--set", kv]
         if not (summary.exists() and json.loads(summary.read_text()).get("status") in done):
-            cmd = genzoo_cmd() + ["train", args.model, "--data", args.data, "--out", str(run_dir), "--overwrite",
-                                  "--set", f"train_subset={n}"]
-            if args.steps:
-                cmd += ["--steps", str(args.steps)]
-            if not user_batch and n < batch:
-                cmd += ["--set", f"batch_size={n}"]
-            for kv in args.set:
-                cmd += ["--set", kv]
             run(cmd)
-            commands.append(" ".join(["genzoo"] + cmd[3:]))
+        commands.append(" ".join(["genzoo"] + cmd[3:]))   # also when an earlier call trained it: how it was made
         cmd = genzoo_cmd() + ["augment", str(run_dir), "--n-real", str(n), "--seeds", args.seeds,
                               "--gen-ratio", str(args.gen_ratio), "--classifier-steps", str(args.classifier_steps),
                               "--cas-n", str(args.cas_n), "--out", str(report_dir)]

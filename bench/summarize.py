@@ -367,8 +367,11 @@ def apps_section(apps: dict) -> list[str]:
             notes.append(f"- Not run here: n = {', '.join(map(str, missing))} of the n in METRICS.md "
                          f"({', '.join(map(str, AUGMENT_NS))}).")
         if r.get("cas_n"):
-            notes.append(f"- CAS: the recipe on {r['cas_n']} class-balanced generated images alone (METRICS.md asks "
-                         "for 60,000), first seed; in brackets the frozen classifier's accuracy on real images.")
+            short = "" if r["cas_n"] == 60_000 else " (METRICS.md asks for 60,000)"
+            notes.append(f"- CAS: the recipe on {r['cas_n']} class-balanced generated images alone{short}, first seed; "
+                         "in brackets the frozen classifier's accuracy on real images"
+                         + (" (the same recipe on all 60000 real images is the `real` column at n = 60000)."
+                            if any(row["n_real"] == 60_000 for row in r["rows"]) else "."))
         lines += ["", *notes, ""] if notes else [""]
         if r.get("plot"):
             lines += [f"![augmentation gain]({r['plot']})", ""]

@@ -231,12 +231,12 @@ def vae_section(results: list[dict]) -> list[str]:
                      "MNIST probes, FID at n = 2000 (`genzoo train vaegan --data mnist --steps 1500 --set "
                      "gamma=G --set beta=B`, then `genzoo eval RUN --metrics fid,pr --n 2000`): beta 1, gamma 1: "
                      "19.81; beta 1, gamma 0.01: 13.88; beta 4, gamma 1: 15.18; beta 4, gamma 0.01: 12.92; beta 16, "
-                     "gamma 0.01: 8.13 (KL 20 nats); beta 64, gamma 0.01: 6.15, but its KL fell to 3 nats and the frozen classifier found the input's class in "
-                     "only 66% of its reconstructions of 500 test digits (95% at beta 16, 98% at beta 1; `python "
-                     "bench/recon_class.py RUN --n 500`): a GAN "
-                     "more than an autoencoder, so the preset keeps beta = 16. The runs above keep the class in 95.4% of 500 "
-                     "MNIST reconstructions, and in 81.4% on Fashion-MNIST, where the conv `vae` (short) keeps it in "
-                     "79.0%.")
+                     "gamma 0.01: 8.13 (KL 20 nats); beta 64, gamma 0.01: 6.15, but its KL fell to 3 nats and the "
+                     "frozen classifier found the input's class in only 66% of its reconstructions of 500 test "
+                     "digits (95% at beta 16, 98% at beta 1; `python bench/recon_class.py RUN --n 500`): a GAN more "
+                     "than an autoencoder, so the preset keeps beta = 16. The runs above keep the class in 95.4% of "
+                     "500 MNIST reconstructions, and in 81.4% on Fashion-MNIST, where the conv `vae` (short) keeps "
+                     "it in 79.0%.")
     slow = next((r for r in vaes if r["model"] == "vae" and r["dataset"] == "mnist"
                  and r["metrics"].get("iwae_k", 0) >= 1000 and r.get("eval_wall_s")), None)
     if slow is not None:

@@ -328,7 +328,8 @@ class VAE(GenerativeModel):
         llike = 0.5 * (f_real.detach() - f_rec).square().sum(1)                      # (B,), Dis_l Gaussian
         if phase == "encoder":
             kl = self._kl(mu.float(), logvar.float())
-            return {"loss": (self.config.beta * kl + llike).mean(), "kl": kl.mean().detach(), "llike": llike.mean().detach()}
+            return {"loss": (self.config.beta * kl + llike).mean(), "kl": kl.mean().detach(),
+                    "llike": llike.mean().detach()}
         if phase == "decoder":
             p_l, _ = self._dis(self.decode(z_p, lab_p))
             gan = F.softplus(-rec_l).mean() + F.softplus(-p_l).mean()               # non-saturating -L_GAN

@@ -473,7 +473,7 @@ def diffusion_aim(refs: dict, results: list[dict], rows: list[dict]) -> list[str
     """Issue 7's aim per data set: the unconditional diffusion model's best FID within 2x the real-vs-real FID at
     the same n, and the lowest FID of every family. Other families are scored on more samples (FID's expectation
     falls as n grows), so a diffusion FID below theirs at a smaller n is lower at equal n too; the converse is not
-    shown by these rows."""
+    shown by these rows, unless that family has a row scored on the same n."""
     lines = []
     for r in rows:
         sweep = [s for s in r.get("sampler_sweep", []) if "metrics" in s]
@@ -491,10 +491,20 @@ def diffusion_aim(refs: dict, results: list[dict], rows: list[dict]) -> list[str
         if others:
             o = min(others, key=lambda o: o["metrics"]["fid"])
             on = o.get("n_generated", 10000)
-            if fid < o["metrics"]["fid"] and n <= on:
+            # a preset scored on the same n is judged by that row alone; otherwise FID falls as n grows, so its row
+            # at n' >= n with a higher FID is beaten and a lower one leaves the question open
+            judged = [x for x in others if x.get("n_generated", 10000) == n or not any(
+                y["model"] == x["model"] and y.get("n_generated", 10000) == n for y in others)]
+            below = [x for x in judged if x["metrics"]["fid"] <= fid]
+            same = [x for x in below if x.get("n_generated", 10000) == n]
+            if same:
+                b = min(same, key=lambda x: x["metrics"]["fid"])
+                verdict = (f"lowest of every family: missed, {_label(b)} scores {b['metrics']['fid']:.3f} at the same "
+                           f"n = {n}")
+            elif not below and all(x.get("n_generated", 10000) >= n for x in judged):
                 verdict = "lowest of every family: met"
-            elif fid < o["metrics"]["fid"]:
-                verdict = "lower, but on more samples than theirs: not shown"
+            elif not below:
+                verdict = "lower, but on more samples than some: not shown"
             else:
                 verdict = "lowest of every family: not shown by these rows"
             text += (f"; the best other family, {_label(o)}, FID {o['metrics']['fid']:.3f} at n = {on} ({verdict}; "

@@ -37,3 +37,27 @@ def test_result_records_its_command_machine_and_files(path):
         if isinstance(value, str) and value.endswith(".png"):
             assert not Path(value).is_absolute(), f"{path.name}: {key} -> {value} is not relative to the repository"
             assert (ROOT / value).is_file(), f"{path.name}: {key} -> {value} is missing"
+
+
+def test_diffusion_aim_compares_families_at_equal_n_where_it_can():
+    aim = _summarize().diffusion_aim
+
+    def diffusion(fid, n=500):
+        sweep = [{"sampler": "ddim", "steps": 50, "n": n, "metrics": {"fid": fid}}]
+        return {"model": "ddpm", "dataset": "mnist", "sampler_sweep": sweep, "train_wall_s": 60.0}
+
+    def gan(fid, n, variant="default"):
+        return {"model": "cgan", "variant": variant, "dataset": "mnist", "n_generated": n, "metrics": {"fid": fid}}
+
+    def verdict(d, others):
+        return aim({}, others, [d])[0]
+
+    # an FID above the diffusion model's on more samples is beaten (FID falls as n grows)
+    assert "lowest of every family: met" in verdict(diffusion(1.0), [gan(2.0, 10000)])
+    # a lower FID on more samples leaves it open, until the same family is scored on the same n
+    assert "not shown by these rows" in verdict(diffusion(1.0), [gan(0.4, 10000)])
+    text = verdict(diffusion(1.0), [gan(0.4, 10000), gan(0.7, 500, "n500")])
+    assert "missed" in text and "0.700 at the same n = 500" in text
+    assert "lowest of every family: met" in verdict(diffusion(1.0), [gan(0.4, 10000), gan(1.3, 500, "n500")])
+    # a higher FID on fewer samples says nothing
+    assert "not shown" in verdict(diffusion(1.0), [gan(2.0, 100)])

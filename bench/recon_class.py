@@ -30,7 +30,7 @@ def main() -> None:
         clf, _ = load_frozen(data)
         model = genzoo.load(run).eval()
         with torch.no_grad():
-            rec = model.decode(model.encode(x)[0])
+            rec = model.reconstruct(x)                      # decoder mean at the posterior mean
             acc = (clf(rec).argmax(1) == y).float().mean().item()
             true = (clf(x).argmax(1) == y).float().mean().item()
         print(f"{run}: class kept in {100 * acc:.1f}% of {len(x)} reconstructions (inputs {100 * true:.1f}%), "

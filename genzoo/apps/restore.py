@@ -392,10 +392,11 @@ def fit_latents(model, target: torch.Tensor, weight: torch.Tensor | None = None,
     by Adam (``iters`` steps at ``lr``) from ``restarts`` starts: ``start`` (N, ...) first when given (an encoder's
     guess, scaled back to the prior's typical radius sqrt(D) where it lies beyond it: a flow's exact latent of a
     degraded image sits far out in the tails, where its inverse is unstable; an image whose guess still decodes to a
-    non-finite objective starts from a prior draw instead), then prior draws from ``generator``. Per image the iterate with the lowest finite objective of every start and step is
-    returned, so a fit that diverges (a flow's inverse overflows far from its typical set) keeps its best point
-    before the divergence; an image whose gradient is non-finite takes no Adam step but moves halfway towards the
-    prior's mode 0, where the decoder is stable, until its gradient is finite again.
+    non-finite objective starts from a prior draw instead), then prior draws from ``generator``. Per image the
+    iterate with the lowest finite objective of every start and step is returned, so a fit that diverges (a flow's
+    inverse overflows far from its typical set) keeps its best point before the divergence; an image whose gradient
+    is non-finite takes no Adam step but moves halfway towards the prior's mode 0, where the decoder is stable, until
+    its gradient is finite again.
 
     target (N, C, h, w); weight broadcastable to it (1 = fit, 0 = ignore; default all 1); operator maps decoded
     images (N, C, H, W) in [0, 1] to the target's shape (default the identity). Returns (z (N, ...), info) with

@@ -204,7 +204,8 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
         print(f"best:         {val['best_dir']} ({val['metric']} {val['best_value']:.4g} at step "
               f"{val['best_step']}{stopped})")
     shown = {k: v for k, v in summary.items()
-             if k in ("step", "train_wall_s", "train_img_per_s", "elbo_nats", "elbo_bpd", "nll_nats", "bpd")}
+             if k in ("step", "train_wall_s", "monitor_wall_s", "train_img_per_s", "elbo_nats", "elbo_bpd",
+                      "nll_nats", "bpd")}
     print("summary:      " + json.dumps(shown))
 
 

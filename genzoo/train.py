@@ -276,8 +276,11 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         if val_idx is not None else None
     torch.manual_seed(cfg.seed * 7919 + 1 + dd.rank)   # model noise: its own stream per rank
     step, wall_before = 0, 0.0   # wall_before: training seconds of the sessions before a resume
+    # seconds of train_wall_s spent on monitoring between steps (sample grids, coverage checks, validation)
+    monitor = {"wall_s": 0.0}
     if resume:
         wall_before = float(state.get("train_wall_s", 0.0))
+        monitor["wall_s"] = float(state.get("monitor_wall_s", 0.0))
         model.load_state_dict(ckpt.load_weights(run_dir / ckpt.MODEL))
         if ema is not None:
             ema.load_state_dict(ckpt.load_weights(run_dir / ckpt.EMA))
@@ -345,7 +348,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         ckpt.save_trainer_state(run_dir, {
             "step": at_step, "world": dd.world, "sampler": sampler.state_dict(), "rng": rngs,
             "optimizers": {ph: opt.state_dict() for ph, opt in optimizers.items()},
-            "train_wall_s": wall_before + time.perf_counter() - t_start,
+            "train_wall_s": wall_before + time.perf_counter() - t_start, "monitor_wall_s": monitor["wall_s"],
             **({"validation": {"indices": val_idx, **best}} if val_idx is not None else {})})
 
     sample_gen_seed = cfg.seed + 12345
@@ -524,11 +527,13 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
                     bar.set_postfix({k.split("/")[0][:4] + "/" + k.split("/")[-1] if "/" in k else k: _fmt(v)
                                      for k, v in values.items() if k.endswith("loss")} | {"img/s": f"{img_s:.0f}"},
                                     refresh=False)
+            t_monitor = time.perf_counter()
             early = val_idx is not None and step % cfg.val_every_steps == 0 and validate(step)
             if cfg.sample_every_steps > 0 and step % cfg.sample_every_steps == 0 and not is_last:
                 sample_grid(step)
             if coverage is not None and (step % cfg.coverage_every_steps == 0 or is_last):
                 check_coverage(step)
+            monitor["wall_s"] += time.perf_counter() - t_monitor
             if do_ckpt or early:
                 save(step)
                 last_saved = step
@@ -539,6 +544,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
     wall = time.perf_counter() - t_start
     summary["step"] = step
     summary["train_wall_s"] = round(wall_before + wall, 2)   # all sessions of the run
+    summary["monitor_wall_s"] = round(monitor["wall_s"], 2)  # of which: sample grids, coverage, validation
     if warm_step is not None and step > warm_step:
         summary["train_img_per_s"] = round((step - warm_step) * images_per_step / (time.perf_counter() - t_warm), 1)
     if stop.signal is not None:

@@ -188,3 +188,18 @@ def test_max_train_minutes_stops_at_the_budget_with_a_checkpoint_and_resumes(tmp
     capsys.readouterr()
     assert _train(tmp_path / "bad", "vae", steps=3, extra=["--set", "max_train_minutes=-1"]) == 2
     assert "max_train_minutes must be >= 0" in capsys.readouterr().err
+
+
+def test_summary_splits_monitoring_time_from_training_time(tmp_path):
+    # sample grids and coverage checks between steps are part of train_wall_s and reported as monitor_wall_s
+    run = tmp_path / "run"
+    assert _train(run, "vae", steps=6, extra=["--set", "sample_every_steps=2", "--set", "coverage_every_steps=2",
+                                              "--set", "ckpt_every_steps=3"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert 0 < summary["monitor_wall_s"] < summary["train_wall_s"], summary
+    saved = torch.load(run / ckpt.STATE, weights_only=True)["monitor_wall_s"]
+    assert 0 < saved <= summary["monitor_wall_s"] + 0.01
+    # a resume adds to the earlier sessions' monitoring time
+    assert _train(run, "vae", steps=8, extra=["--resume", "--set", "sample_every_steps=0",
+                                              "--set", "coverage_every_steps=0"]) == 0
+    assert json.loads((run / "summary.json").read_text())["monitor_wall_s"] >= round(saved, 2) - 0.01

@@ -61,3 +61,15 @@ def test_diffusion_aim_compares_families_at_equal_n_where_it_can():
     assert "lowest of every family: met" in verdict(diffusion(1.0), [gan(0.4, 10000), gan(1.3, 500, "n500")])
     # a higher FID on fewer samples says nothing
     assert "not shown" in verdict(diffusion(1.0), [gan(2.0, 100)])
+
+
+def test_diffusion_time_aim_judges_the_optimiser_steps_when_a_train_split_exists():
+    aim = _summarize().diffusion_aim
+    sweep = [{"sampler": "ddim", "steps": 50, "n": 500, "metrics": {"fid": 1.0}}]
+    row = {"model": "ddpm", "dataset": "mnist", "sampler_sweep": sweep, "train_wall_s": 3680.0}
+    assert "trained 61.3 min (aim: at most 60 min)" in aim({}, [], [row])[0]
+    split = {"train_wall_s": 3680.0, "steps_end_s": 3180.0, "command": "python bench/train_time.py RUN"}
+    text = aim({}, [], [{**row, "train_split": split}])[0]
+    assert "8.3 min went to monitoring" in text and "at most 53.0 min" in text and "training: met" in text
+    text = aim({}, [], [{**row, "train_split": {**split, "train_wall_s": 4000.0, "steps_end_s": 3700.0}}])[0]
+    assert "training: missed" in text

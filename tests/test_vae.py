@@ -82,6 +82,69 @@ def test_bernoulli_log_prob_sums_to_one_over_all_2x2_binary_images():
     assert torch.allclose(lp.double(), exact, atol=0.02)
 
 
+def test_class_prior_vae_matches_quadrature_for_every_class():
+    # label_in=prior: p(x|y) = int p(x|z) N(z; m_y, s_y^2) dz, the label nowhere but in the prior
+    model = _tiny(conditional=True, label_in="prior", num_classes=2)
+    with torch.no_grad():
+        model.prior_loc.copy_(torch.tensor([[-1.0], [1.5]]))
+        model.prior_log_scale.copy_(torch.tensor([[0.0], [math.log(0.7)]]))
+    images = torch.tensor([[(i >> b) & 1 for b in range(4)] for i in range(16)], dtype=torch.float32)
+    images = images.view(16, 1, 2, 2)
+    z = torch.linspace(-10, 10, 8001, dtype=torch.float64)
+    with torch.no_grad():
+        logits = model.decoder(model.decoder_in(z.float().unsqueeze(1))).double()                   # (G, 1, 2, 2)
+    for y, (m, s) in enumerate([(-1.0, 1.0), (1.5, 0.7)]):
+        log_pz = -0.5 * (((z - m) / s) ** 2 + math.log(2 * math.pi)) - math.log(s)
+        exact = torch.stack([torch.logsumexp(-F.binary_cross_entropy_with_logits(
+            logits, x.double().expand_as(logits), reduction="none").flatten(1).sum(1) + log_pz, 0)
+            + (z[1] - z[0]).log() for x in images])
+        assert exact.exp().sum().item() == pytest.approx(1.0, abs=1e-6)
+        torch.manual_seed(1)
+        lp = model.log_prob(images, labels=torch.full((16,), y), k=20000, chunk=5000)
+        assert torch.allclose(lp.double(), exact, atol=0.02), (y, lp, exact)
+    # q(z|x) ignores the label: its standardized latents map back to one z-space posterior
+    mu0, lv0 = model.encode(images[:3], torch.zeros(3, dtype=torch.long))
+    mu1, lv1 = model.encode(images[:3], torch.ones(3, dtype=torch.long))
+    assert torch.allclose(mu0 * 1.0 - 1.0, mu1 * 0.7 + 1.5, atol=1e-5)
+    assert torch.allclose(lv0, lv1 + 2 * math.log(0.7), atol=1e-5)
+
+
+def test_separate_vae_is_one_unconditional_vae_per_class():
+    # label_in=separate: log p(x|y) is the bound of the class-y VAE alone, with its own weights
+    cfg = dict(channels=1, image_size=8, arch="mlp", latent_dim=3, mlp_hidden=16)
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(conditional=True, label_in="separate", num_classes=3, **cfg)).eval()
+    x = torch.bernoulli(_bits(5)["x"])
+    labels = torch.tensor([2, 0, 2, 1, 0])
+    both = model.log_prob(x, labels=labels, k=7, generator=torch.Generator().manual_seed(4))
+    for c in range(3):
+        single = VAE(VAEConfig(**cfg)).eval()
+        single.load_state_dict({k.replace(f".{c}.", ".", 1): v for k, v in model.state_dict().items()
+                                if k.split(".")[1] == str(c)})
+        rows = labels == c
+        want = single.log_prob(x, k=7, generator=torch.Generator().manual_seed(4))
+        got = model.log_prob(x, labels=torch.full((5,), c), k=7, generator=torch.Generator().manual_seed(4))
+        assert torch.allclose(got, want, atol=1e-5), c
+        assert rows.any() and torch.isfinite(both[rows]).all()
+    # a training step on a batch without class 1 leaves class 1's VAE untouched
+    model.train()
+    loss = model.loss({"x": x, "y": torch.tensor([0, 2, 2, 0, 0])})["loss"]
+    loss.backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if n.split(".")[1] == "1")
+    assert all(p.grad is not None for n, p in model.named_parameters() if n.split(".")[1] in "02")
+    with pytest.raises(ValueError, match="pass labels"):
+        model.encode(x)
+
+
+def test_class_prior_needs_a_likelihood_trained_conditional_vae():
+    with pytest.raises(ValueError, match="label_in=prior"):
+        VAEConfig(label_in="prior")
+    with pytest.raises(ValueError, match="label_in=separate"):
+        VAEConfig(conditional=True, label_in="separate", adversarial=True)
+    with pytest.raises(ValueError, match="label_in must be"):
+        VAEConfig(conditional=True, label_in="decoder")
+
+
 def test_logistic_elbo_and_iwae_match_quadrature_on_8bit_data():
     model = _tiny("logistic", binarize=False, size=2)
     levels = torch.tensor([[0, 40, 128, 255], [3, 3, 200, 90]], dtype=torch.float32)

@@ -8,6 +8,14 @@ vaegan differ only in the options below.
       -E[log (1/k) sum_i p(x, z_i) / q(z_i|x)],  z_i ~ q(z|x);
   log_prob(x) is that bound with a chosen k (it equals the ELBO in expectation at k = 1).
 - Conditional VAE (Sohn et al. 2015): q(z|x, y) and p(x|z, y) see the one-hot label; the prior stays N(0, I).
+  With label_in = "prior" the label enters through the prior alone: p(y) p(z|y) p(x|z) with q(z|x) and a learned
+  Gaussian p(z|y) = N(m_y, diag(s_y^2)) per class (a Gaussian-mixture prior; the "GBY" graph of Li et al. 2019,
+  "Are generative classifiers more robust to adversarial attacks?"). Its public latent is the standardized
+  u = (z - m_y) / s_y, N(0, I) under p(z|y), so encode / decode / prior_latents keep the contract of the other
+  presets; KL and importance weights are unchanged by that affine map.
+  With label_in = "separate" each class has its own encoder and decoder, p(x|y) = p_y(x): ten VAEs in one model
+  file, each trained on its class's images (the per-class VAEs of Schott et al. 2019's analysis-by-synthesis
+  classifier). A Bayes classifier then compares whole models, not one decoder's use of a label.
 - VAE-GAN (Larsen et al. 2016, eqs. 6-9 and Algorithm 1): the pixel likelihood is replaced by a Gaussian
   one in the feature space of a discriminator's hidden layer, Dis_l; three losses, three phases:
       encoder:        beta KL + L_llike,   L_llike = 1/2 ||Dis_l(x) - Dis_l(Dec(z))||^2,  z ~ q(z|x)
@@ -34,6 +42,7 @@ from .base import GenerativeModel
 LOG_2PI = math.log(2 * math.pi)
 ARCHS = ("conv", "mlp")
 DECODERS = ("auto", "bernoulli", "logistic", "categorical")
+LABEL_IN = ("nets", "prior", "separate")
 
 
 @dataclass
@@ -51,6 +60,8 @@ class VAEConfig:
     beta: float = 1.0          # weight of the KL term (beta-VAE)
     iwae_k: int = 1            # importance samples in the training bound; 1 = the ELBO
     conditional: bool = False  # q(z|x, y), p(x|z, y) (cvae)
+    label_in: str = "nets"     # conditional: "nets" (encoder and decoder see y), "prior" (learned p(z|y) alone)
+                               # or "separate" (one VAE per class)
     adversarial: bool = False  # VAE-GAN: likelihood in a discriminator's feature space
     gamma: float = 1.0         # VAE-GAN: weight of L_llike against L_GAN in the decoder's loss
 
@@ -70,6 +81,21 @@ class VAEConfig:
                              "(or set binarize=false)")
         if self.adversarial and self.iwae_k > 1:
             raise ValueError("the VAE-GAN has no pixel likelihood to importance-weight; use iwae_k=1")
+        if self.label_in not in LABEL_IN:
+            raise ValueError(f"label_in must be one of {', '.join(LABEL_IN)}, got {self.label_in!r}")
+        if self.label_in != "nets" and (not self.conditional or self.adversarial):
+            raise ValueError(f"label_in={self.label_in} needs a conditional VAE trained on its likelihood "
+                             "(conditional=true, adversarial=false)")
+
+    @property
+    def class_prior(self) -> bool:
+        """The label enters through a learned p(z|y) alone (label_in = "prior")."""
+        return self.conditional and self.label_in == "prior"
+
+    @property
+    def separate(self) -> bool:
+        """One VAE per class, the label choosing it (label_in = "separate")."""
+        return self.conditional and self.label_in == "separate"
 
     @property
     def likelihood(self) -> str:
@@ -89,40 +115,54 @@ class VAE(GenerativeModel):
         if config.conditional and config.num_classes < 2:
             raise ValueError("a conditional VAE needs a labelled data set (num_classes >= 2)")
         c, size, w, L = config.channels, config.image_size, config.width, config.latent_dim
-        self.y_dim = config.num_classes if config.conditional else 0
+        self.y_dim = config.num_classes if config.conditional and config.label_in == "nets" else 0
         # decoder output channels per image channel: one Bernoulli logit, a logistic (mean, log-scale),
         # or 256 logits; the VAE-GAN decodes to an image (one logit per pixel, sigmoid)
         self.out_per_channel = {"bernoulli": 1, "logistic": 2, "categorical": 256}[config.likelihood] \
             if not config.adversarial else 1
-        out_c = c * self.out_per_channel
-        if config.arch == "mlp":
-            h = config.mlp_hidden
-            self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(c * size * size, h), nn.Tanh(),
-                                         nn.Linear(h, h), nn.Tanh())                          # (B, h)
-            feat = h
-            self.decoder_in = nn.Linear(L + self.y_dim, h)
-            self.decoder = nn.Sequential(nn.Tanh(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, out_c * size * size),
-                                         nn.Unflatten(1, (out_c, size, size)))
+        if config.separate:        # one VAE per class, each its own encoder, head and decoder
+            nets = [self._nets() for _ in range(config.num_classes)]
+            self.encoder, self.enc_head, self.decoder_in, self.decoder = (
+                nn.ModuleList(part) for part in zip(*nets))
         else:
-            s = size // 4
-            rb = config.res_blocks
-            self.encoder = nn.Sequential(
-                conv_down(c, w), *[ResBlock(w) for _ in range(rb)],                            # (B, w, H/2, W/2)
-                conv_down(w, 2 * w), *[ResBlock(2 * w) for _ in range(rb)],                    # (B, 2w, H/4, W/4)
-                nn.SiLU(), nn.Flatten())                                                       # (B, 2w s s)
-            feat = 2 * w * s * s
-            self.decoder_in = nn.Linear(L + self.y_dim, 2 * w * s * s)
-            self.decoder = nn.Sequential(
-                nn.Unflatten(1, (2 * w, s, s)), *[ResBlock(2 * w) for _ in range(rb)],
-                conv_up(2 * w, w), *[ResBlock(w) for _ in range(rb)],
-                nn.SiLU(), nn.ConvTranspose2d(w, out_c, 4, stride=2, padding=1))              # (B, out_c, H, W)
-        self.enc_head = nn.Linear(feat + self.y_dim, 2 * L)                                    # (mu, logvar)
+            self.encoder, self.enc_head, self.decoder_in, self.decoder = self._nets()
+        if config.class_prior:     # p(z|y) = N(loc_y, diag(exp(2 log_scale_y))); spread centres break symmetry
+            self.prior_loc = nn.Parameter(torch.randn(config.num_classes, L))
+            self.prior_log_scale = nn.Parameter(torch.zeros(config.num_classes, L))
         if config.adversarial:
             s = size // 4
             self.discriminator = nn.ModuleDict({
                 "features": nn.Sequential(conv_down(c, w, act=nn.LeakyReLU(0.2)),
                                           conv_down(w, 2 * w, norm=True, act=nn.LeakyReLU(0.2)), nn.Flatten()),
                 "out": nn.Linear(2 * w * s * s, 1)})
+
+    def _nets(self) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+        """(encoder, enc_head, decoder_in, decoder) of one VAE."""
+        config = self.config
+        c, size, w, L = config.channels, config.image_size, config.width, config.latent_dim
+        out_c = c * self.out_per_channel
+        if config.arch == "mlp":
+            h = config.mlp_hidden
+            encoder = nn.Sequential(nn.Flatten(), nn.Linear(c * size * size, h), nn.Tanh(),
+                                    nn.Linear(h, h), nn.Tanh())                               # (B, h)
+            feat = h
+            decoder_in = nn.Linear(L + self.y_dim, h)
+            decoder = nn.Sequential(nn.Tanh(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, out_c * size * size),
+                                    nn.Unflatten(1, (out_c, size, size)))
+        else:
+            s = size // 4
+            rb = config.res_blocks
+            encoder = nn.Sequential(
+                conv_down(c, w), *[ResBlock(w) for _ in range(rb)],                            # (B, w, H/2, W/2)
+                conv_down(w, 2 * w), *[ResBlock(2 * w) for _ in range(rb)],                    # (B, 2w, H/4, W/4)
+                nn.SiLU(), nn.Flatten())                                                       # (B, 2w s s)
+            feat = 2 * w * s * s
+            decoder_in = nn.Linear(L + self.y_dim, 2 * w * s * s)
+            decoder = nn.Sequential(
+                nn.Unflatten(1, (2 * w, s, s)), *[ResBlock(2 * w) for _ in range(rb)],
+                conv_up(2 * w, w), *[ResBlock(w) for _ in range(rb)],
+                nn.SiLU(), nn.ConvTranspose2d(w, out_c, 4, stride=2, padding=1))              # (B, out_c, H, W)
+        return encoder, nn.Linear(feat + self.y_dim, 2 * L), decoder_in, decoder                # head: (mu, logvar)
 
     # -- capabilities
 
@@ -158,9 +198,39 @@ class VAE(GenerativeModel):
             raise ValueError("this VAE is class-conditional: pass labels (B,) in [0, num_classes)")
         return F.one_hot(labels.to(device).long(), self.config.num_classes).float()
 
+    def _class_prior(self, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        # (loc, log_scale) of p(z|y) for each label, each (B, latent)
+        if labels is None:
+            raise ValueError("this VAE is class-conditional: pass labels (B,) in [0, num_classes)")
+        labels = labels.to(self.prior_loc.device).long()
+        return self.prior_loc[labels], self.prior_log_scale[labels]
+
+    def _per_class(self, fn, inputs: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        # label_in = "separate": fn(c, rows) on the rows of each class c present, put back in order
+        if labels is None:
+            raise ValueError("this VAE is class-conditional: pass labels (B,) in [0, num_classes)")
+        labels = labels.to(inputs.device).long()
+        out = None
+        for c in labels.unique().tolist():
+            rows = (labels == c).nonzero()[:, 0]
+            part = fn(c, inputs[rows])
+            if out is None:
+                out = part.new_empty((len(inputs), *part.shape[1:]))
+            out[rows] = part
+        return out
+
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior q(z|x[, y]) = N(mu, diag(exp(logvar))); x in [0, 1]. Returns (mu, logvar), each (B, latent)."""
+        """Posterior q(z|x[, y]) = N(mu, diag(exp(logvar))); x in [0, 1]. Returns (mu, logvar), each (B, latent).
+        With label_in = "prior": q(z|x) expressed in the standardized latent (z - m_y) / s_y of class y."""
+        if self.config.separate:
+            out = self._per_class(lambda c, v: self.enc_head[c](self.encoder[c](v)), x * 2 - 1, labels)
+            mu, logvar = out.chunk(2, dim=1)
+            return mu, logvar.clamp(-12, 8)
         h = self.encoder(x * 2 - 1)
+        if self.config.class_prior:
+            mu, logvar = self.enc_head(h).chunk(2, dim=1)
+            loc, log_scale = self._class_prior(labels)
+            return (mu - loc) * torch.exp(-log_scale), logvar.clamp(-12, 8) - 2 * log_scale
         y = self._onehot(labels, len(x), x.device)
         if y is not None:
             h = torch.cat([h, y.to(h.dtype)], 1)
@@ -169,6 +239,11 @@ class VAE(GenerativeModel):
 
     def decoder_params(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's raw output for latents (B, latent): (B, C * out_per_channel, H, W)."""
+        if self.config.separate:
+            return self._per_class(lambda c, v: self.decoder[c](self.decoder_in[c](v)), z, labels)
+        if self.config.class_prior:
+            loc, log_scale = self._class_prior(labels)
+            return self.decoder(self.decoder_in(loc + log_scale.exp() * z))
         y = self._onehot(labels, len(z), z.device)
         if y is not None:
             z = torch.cat([z, y.to(z.dtype)], 1)

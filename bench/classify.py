@@ -51,6 +51,9 @@ def main() -> None:
                 continue
             res = json.loads(out.read_text())
         name = Path(run).name
+        summary = json.loads((Path(run) / "summary.json").read_text())
+        trained = {"model_config": config["model"], "steps": summary.get("step"),
+                   "batch_size": config["train"]["batch_size"], "train_wall_s": summary.get("train_wall_s")}
         metrics = {"bayes_acc": res["bayes_acc"]}
         if "discriminative_acc" in res:
             metrics["discriminative_acc"] = res["discriminative_acc"]
@@ -65,6 +68,7 @@ def main() -> None:
             "checkpoint": res["checkpoint"], "split": "test", "n_test": res["n"], "estimator": res["estimator"],
             "prior": res["prior"], "inputs": res["inputs"], "noise": res["noise"],
             "discriminative": res["discriminative"], "by_noise": res["by_noise"], "wall_s": res["wall_s"],
+            "trained": trained,
             "metrics": metrics})
     if failed:
         sys.exit(f"refused or failed: {', '.join(failed)}")

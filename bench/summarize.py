@@ -333,7 +333,7 @@ def apps_section(apps: dict) -> list[str]:
                              f"`{r['command']}` |")
         lines += [""] + [f"- {_run_label(r['run'])}: noise {r['noise']}; the discriminative classifier sees these "
                          f"noisy 8-bit images, the Bayes classifier the model's inputs made from them: {r['inputs']}."
-                         for r in apps["classify"]]
+                         + _trained(r.get("trained")) for r in apps["classify"]]
         best = max((r for r in apps["classify"] if r["dataset"] == "mnist"), default=None,
                    key=lambda r: r["metrics"]["bayes_acc"])
         if best is not None:
@@ -467,6 +467,15 @@ def diffusion_section(refs: dict, results: list[dict]) -> list[str]:
 def _real_fid(refs: dict, dataset: str, n) -> float | None:
     cell = real_fid_at(refs, dataset, n)
     return float(cell) if cell else None
+
+
+def _trained(t: dict | None) -> str:
+    """How a classified run was trained, from the run folder (bench/classify.py records it)."""
+    if not t:
+        return ""
+    return (f" The model: {t['steps']} steps of {t['batch_size']} images in {_min(t['train_wall_s'])}, config "
+            + ", ".join(f"{k}={v}" for k, v in t["model_config"].items()
+                        if k not in ("channels", "image_size", "num_classes")) + ".")
 
 
 def _train_time(r: dict) -> str:

@@ -10,6 +10,7 @@ runs are scored with their bound estimated from --bound-steps timesteps (K + 1 n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import genzoo_cmd, write_result  # noqa: E402
 
 from genzoo.apps import DEFAULT_BOUND_STEPS  # noqa: E402
+from genzoo.models import default_config  # noqa: E402
 
 
 def main() -> None:
@@ -52,7 +54,10 @@ def main() -> None:
             res = json.loads(out.read_text())
         name = Path(run).name
         summary = json.loads((Path(run) / "summary.json").read_text())
-        trained = {"model_config": config["model"], "steps": summary.get("step"),
+        preset = dataclasses.asdict(default_config(config["model_name"]))
+        options = {k: v for k, v in config["model"].items()      # what --set changed (data-set fields aside)
+                   if k not in ("channels", "image_size", "num_classes", "binarize") and preset.get(k) != v}
+        trained = {"model_config": config["model"], "options": options, "steps": summary.get("step"),
                    "batch_size": config["train"]["batch_size"], "train_wall_s": summary.get("train_wall_s")}
         metrics = {"bayes_acc": res["bayes_acc"]}
         if "discriminative_acc" in res:

@@ -473,9 +473,9 @@ def _trained(t: dict | None) -> str:
     """How a classified run was trained, from the run folder (bench/classify.py records it)."""
     if not t:
         return ""
-    return (f" The model: {t['steps']} steps of {t['batch_size']} images in {_min(t['train_wall_s'])}, config "
-            + ", ".join(f"{k}={v}" for k, v in t["model_config"].items()
-                        if k not in ("channels", "image_size", "num_classes")) + ".")
+    options = ", ".join(f"{k}={v}" for k, v in t.get("options", {}).items())
+    return (f" The model: {t['steps']} steps of {t['batch_size']} images in {_min(t['train_wall_s'])}"
+            + (f", options {options}" if options else ", the preset's options") + ".")
 
 
 def _train_time(r: dict) -> str:

@@ -42,7 +42,8 @@ def split(run: Path) -> dict:
     if last.step != summary["step"]:
         raise SystemExit(f"{run}: the last logged loss is at step {last.step}, the run ended at {summary['step']}")
     steps_end = min(last.wall_time - opened, wall)     # either bounds the steps' time
-    return {"train_wall_s": wall, "steps_end_s": round(steps_end, 1), "after_steps_s": round(wall - steps_end, 1) + 0.0,
+    return {"train_wall_s": wall, "steps_end_s": round(steps_end, 1),
+            "after_steps_s": round(wall - steps_end, 1) + 0.0,       # + 0.0: no -0.0
             "source": "TensorBoard event times: the writer's opening second to the last logged step (an upper "
                       "bound on the steps' time)"}
 

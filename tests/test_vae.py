@@ -134,6 +134,9 @@ def test_separate_vae_is_one_unconditional_vae_per_class():
     assert all(p.grad is not None for n, p in model.named_parameters() if n.split(".")[1] in "02")
     with pytest.raises(ValueError, match="pass labels"):
         model.encode(x)
+    with pytest.raises(ValueError, match="one label per image in"):
+        model.encode(x, torch.tensor([0, 1, 2, 3, 0]))
+    assert model.encode(x[:0], labels[:0])[0].shape == (0, 3)
 
 
 def test_class_prior_needs_a_likelihood_trained_conditional_vae():

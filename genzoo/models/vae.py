@@ -210,8 +210,10 @@ class VAE(GenerativeModel):
         if labels is None:
             raise ValueError("this VAE is class-conditional: pass labels (B,) in [0, num_classes)")
         labels = labels.to(inputs.device).long()
+        if len(labels) != len(inputs) or (len(labels) and not 0 <= labels.min() <= labels.max() < len(self.encoder)):
+            raise ValueError(f"pass one label per image in [0, {len(self.encoder)}), got {labels.tolist()[:10]}")
         out = None
-        for c in labels.unique().tolist():
+        for c in labels.unique().tolist() or [0]:          # [0]: an empty batch keeps its shape
             rows = (labels == c).nonzero()[:, 0]
             part = fn(c, inputs[rows])
             if out is None:

@@ -191,27 +191,27 @@ class VAE(GenerativeModel):
             return [*self.decoder_in.parameters(), *self.decoder.parameters()]
         return list(self.discriminator.parameters())
 
+    @staticmethod
+    def _labels(labels: torch.Tensor | None, device) -> torch.Tensor:
+        if labels is None:
+            raise ValueError("this VAE is class-conditional: pass labels (B,) in [0, num_classes)")
+        return labels.to(device).long()
+
     def _onehot(self, labels: torch.Tensor | None, n: int, device) -> torch.Tensor | None:
         if not self.config.conditional:
             return None
-        if labels is None:
-            raise ValueError("this VAE is class-conditional: pass labels (B,) in [0, num_classes)")
-        return F.one_hot(labels.to(device).long(), self.config.num_classes).float()
+        return F.one_hot(self._labels(labels, device), self.config.num_classes).float()
 
     def _class_prior(self, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         # (loc, log_scale) of p(z|y) for each label, each (B, latent)
-        if labels is None:
-            raise ValueError("this VAE is class-conditional: pass labels (B,) in [0, num_classes)")
-        labels = labels.to(self.prior_loc.device).long()
+        labels = self._labels(labels, self.prior_loc.device)
         return self.prior_loc[labels], self.prior_log_scale[labels]
 
     def _per_class(self, fn, inputs: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         # label_in = "separate": fn(c, rows) on the rows of each class c present, put back in order
-        if labels is None:
-            raise ValueError("this VAE is class-conditional: pass labels (B,) in [0, num_classes)")
-        labels = labels.to(inputs.device).long()
-        if len(labels) != len(inputs) or (len(labels) and not 0 <= labels.min() <= labels.max() < len(self.encoder)):
-            raise ValueError(f"pass one label per image in [0, {len(self.encoder)}), got {labels.tolist()[:10]}")
+        labels, k = self._labels(labels, inputs.device), self.config.num_classes
+        if len(labels) != len(inputs) or (len(labels) and not 0 <= labels.min() <= labels.max() < k):
+            raise ValueError(f"pass one label per image in [0, {k}), got {labels.tolist()[:10]}")
         out = None
         for c in labels.unique().tolist() or [0]:          # [0]: an empty batch keeps its shape
             rows = (labels == c).nonzero()[:, 0]

@@ -49,6 +49,9 @@ class TrainConfig:
     train_subset: int = 0              # > 0: train on a class-balanced subset of this many train images, drawn
                                        # with seed 0 whatever the run's seed (data.balanced_subset), the
                                        # validation split then carved from it; genzoo augment reads it; 0 = all
+    shift_augment: int = 0             # > 0: translate each training image by a random whole number of pixels
+                                       # in [-n, n] along each axis (edge pixels repeated), drawn afresh every
+                                       # step from the data-order generator; 0 = the images as they are
     max_train_minutes: float = 0.0     # > 0: stop (checkpointed, status "time_limit") at the first step whose
                                        # training wall time, every session of the run together, reaches this;
                                        # the lr schedule still follows `steps`; 0 = no limit
@@ -65,7 +68,8 @@ class TrainConfig:
             raise ValueError(f"lr_decay must be none or cosine, got {self.lr_decay!r}")
         if self.lr_warmup_steps < 0:
             raise ValueError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
-        for name in ("val_every_steps", "val_size", "early_stop_patience", "train_subset", "max_train_minutes"):
+        for name in ("val_every_steps", "val_size", "early_stop_patience", "train_subset", "max_train_minutes",
+                     "shift_augment"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.val_fid_samples < 2:

@@ -27,7 +27,7 @@ from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import balanced_subset, load_split
 from .errors import GenzooError
-from .images import save_grid
+from .images import save_grid, shift_images
 from .models import build_model
 from .plots import plot_curves
 
@@ -42,6 +42,10 @@ class BatchSampler:
         self.generator = torch.Generator().manual_seed(seed)
         self.perm = torch.randperm(n, generator=self.generator)
         self.cursor = 0
+
+    def offsets(self, max_shift: int) -> torch.Tensor:
+        """Whole-pixel translations (batch_size, 2) in [-max_shift, max_shift] for the batch just drawn."""
+        return torch.randint(-max_shift, max_shift + 1, (self.batch_size, 2), generator=self.generator)
 
     def next(self) -> torch.Tensor:
         if self.cursor + self.batch_size > self.n:   # drop the ragged end of the epoch
@@ -446,9 +450,14 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         model.train()
         def next_batch() -> dict:
             idx = sampler.next()
+            # drawn for the global batch from the data-order generator: every rank agrees, resume is exact
+            offsets = sampler.offsets(cfg.shift_augment) if cfg.shift_augment else None
             if dd.world > 1:
                 idx = idx[dd.rank::dd.world]
+                offsets = offsets[dd.rank::dd.world] if offsets is not None else None
             x = images[idx].float().div_(255).to(dd.device, non_blocking=True)    # (b, C, H, W) in [0, 1]
+            if offsets is not None:
+                x = shift_images(x, offsets)
             return {"x": x, "y": labels[idx].to(dd.device)}
 
         while step < cfg.steps:

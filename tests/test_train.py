@@ -203,3 +203,36 @@ def test_summary_splits_monitoring_time_from_training_time(tmp_path):
     assert _train(run, "vae", steps=8, extra=["--resume", "--set", "sample_every_steps=0",
                                               "--set", "coverage_every_steps=0"]) == 0
     assert json.loads((run / "summary.json").read_text())["monitor_wall_s"] >= round(saved, 2) - 0.01
+
+
+def test_shift_images_matches_a_pixel_loop_with_repeated_edges():
+    from genzoo.images import shift_images
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 2, 6, 7, generator=g, dtype=torch.float64)
+    offsets = torch.tensor([[0, 0], [1, -2], [-3, 3], [6, 0], [-1, 7]])
+    out = shift_images(x, offsets)
+    want = torch.empty_like(x)
+    for b, (dy, dx) in enumerate(offsets.tolist()):
+        for i in range(6):
+            for j in range(7):
+                want[b, :, i, j] = x[b, :, min(max(i - dy, 0), 5), min(max(j - dx, 0), 6)]
+    assert torch.equal(out, want)
+    assert torch.equal(out[0], x[0])
+    with pytest.raises(ValueError, match="offsets"):
+        shift_images(x, offsets[:3])
+
+
+def test_shift_augment_changes_the_batches_reproducibly_and_resumes_exactly(tmp_path):
+    shift = ["--set", "shift_augment=2"]
+    assert _train(tmp_path / "plain", steps=6) == 0
+    assert _train(tmp_path / "a", steps=6, extra=shift) == 0
+    assert _train(tmp_path / "b", steps=6, extra=shift) == 0
+    loss = lambda run: [r["loss"] for r in _losses(run)]                                   # noqa: E731
+    assert loss(tmp_path / "a") == loss(tmp_path / "b")
+    assert loss(tmp_path / "a")[0] != loss(tmp_path / "plain")[0]
+    assert _train(tmp_path / "part", steps=3, extra=[*shift, "--set", "ckpt_every_steps=3"]) == 0
+    assert _train(tmp_path / "part", steps=6, extra=[*shift, "--resume"]) == 0
+    assert loss(tmp_path / "part") == loss(tmp_path / "a")
+    with pytest.raises(ValueError, match="shift_augment"):
+        from genzoo.config import TrainConfig
+        TrainConfig(shift_augment=-1)

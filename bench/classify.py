@@ -21,7 +21,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import genzoo_cmd, write_result  # noqa: E402
 
 from genzoo.apps import DEFAULT_BOUND_STEPS  # noqa: E402
+from genzoo.config import TrainConfig  # noqa: E402
 from genzoo.models import default_config  # noqa: E402
+
+# training options that change the fitted model (named in the record when they differ from the defaults)
+FIT_OPTIONS = ("lr", "adam_betas", "lr_warmup_steps", "lr_decay", "weight_decay", "grad_clip_norm", "ema_decay",
+               "seed", "train_subset", "shift_augment", "val_every_steps", "early_stop_patience", "max_train_minutes")
+
+
+def trained_record(run: str | Path) -> dict:
+    """How the run was trained, from its folder: steps, batch, training time, and the model and training options
+    that differ from the preset's and the trainer's defaults."""
+    config = json.loads((Path(run) / "config.json").read_text())
+    summary = json.loads((Path(run) / "summary.json").read_text())
+    preset = dataclasses.asdict(default_config(config["model_name"]))
+    options = {k: v for k, v in config["model"].items()      # what --set changed (data-set fields aside)
+               if k not in ("channels", "image_size", "num_classes", "binarize") and preset.get(k) != v}
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))          # tuples as JSON lists
+    train_options = {k: v for k, v in config["train"].items() if k in FIT_OPTIONS and defaults.get(k) != v}
+    return {"model_config": config["model"], "options": options, "train_options": train_options,
+            "steps": summary.get("step"), "batch_size": config["train"]["batch_size"],
+            "train_wall_s": summary.get("train_wall_s")}
 
 
 def main() -> None:
@@ -53,12 +73,7 @@ def main() -> None:
                 continue
             res = json.loads(out.read_text())
         name = Path(run).name
-        summary = json.loads((Path(run) / "summary.json").read_text())
-        preset = dataclasses.asdict(default_config(config["model_name"]))
-        options = {k: v for k, v in config["model"].items()      # what --set changed (data-set fields aside)
-                   if k not in ("channels", "image_size", "num_classes", "binarize") and preset.get(k) != v}
-        trained = {"model_config": config["model"], "options": options, "steps": summary.get("step"),
-                   "batch_size": config["train"]["batch_size"], "train_wall_s": summary.get("train_wall_s")}
+        trained = trained_record(run)
         metrics = {"bayes_acc": res["bayes_acc"]}
         if "discriminative_acc" in res:
             metrics["discriminative_acc"] = res["discriminative_acc"]

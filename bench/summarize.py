@@ -473,7 +473,7 @@ def _trained(t: dict | None) -> str:
     """How a classified run was trained, from the run folder (bench/classify.py records it)."""
     if not t:
         return ""
-    options = ", ".join(f"{k}={v}" for k, v in t.get("options", {}).items())
+    options = ", ".join(f"{k}={v}" for k, v in {**t.get("options", {}), **t.get("train_options", {})}.items())
     return (f" The model: {t['steps']} steps of {t['batch_size']} images in {_min(t['train_wall_s'])}"
             + (f", options {options}" if options else ", the preset's options") + ".")
 

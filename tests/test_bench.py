@@ -73,3 +73,25 @@ def test_diffusion_time_aim_judges_the_optimiser_steps_when_a_train_split_exists
     assert "8.3 min went to monitoring" in text and "at most 53.0 min" in text and "training: met" in text
     text = aim({}, [], [{**row, "train_split": {**split, "train_wall_s": 4000.0, "steps_end_s": 3700.0}}])[0]
     assert "training: missed" in text
+
+
+def test_classify_records_the_options_that_changed_the_fit(tmp_path):
+    import dataclasses
+    import sys
+    from genzoo.config import TrainConfig
+    from genzoo.models import default_config
+    sys.path.insert(0, str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("classify_bench", ROOT / "bench" / "classify.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = {**dataclasses.asdict(default_config("cvae")), "num_classes": 10, "label_in": "separate"}
+    train = {**json.loads(json.dumps(dataclasses.asdict(TrainConfig()))), "shift_augment": 2, "batch_size": 64,
+             "log_every_steps": 7}
+    (tmp_path / "config.json").write_text(json.dumps({"model_name": "cvae", "model": model, "train": train}))
+    (tmp_path / "summary.json").write_text(json.dumps({"step": 30, "train_wall_s": 12.5}))
+    rec = module.trained_record(tmp_path)
+    assert rec["options"] == {"label_in": "separate"}
+    assert rec["train_options"] == {"shift_augment": 2}          # logging and the batch are not fit options
+    assert (rec["steps"], rec["batch_size"], rec["train_wall_s"]) == (30, 64, 12.5)
+    line = _summarize()._trained(rec)
+    assert "30 steps of 64 images" in line and "label_in=separate, shift_augment=2" in line

@@ -4,6 +4,8 @@ the test set beside genzoo's shipped discriminative classifier, clean and under 
 
     python bench/classify.py runs/bench-cvae-mnist runs/bench-glow-cond-mnist --data mnist --n 10000 \
         --noise 0,0.1,0.2,0.3
+With --mixture the runs make one row: their equal-weight mixture p(x|y) = (1/M) sum_m p_m(x|y), written to
+bench/results/classify-mixture-<run names joined by +>.json.
 A run the Bayes classifier refuses (unconditional, no likelihood) is reported and skipped. Conditional diffusion
 runs are scored with their bound estimated from --bound-steps timesteps (K + 1 network passes per image and class).
 """
@@ -54,6 +56,8 @@ def main() -> None:
     p.add_argument("--bound-steps", type=int, default=DEFAULT_BOUND_STEPS,
                    help=f"timesteps of a diffusion model's bound estimate (default {DEFAULT_BOUND_STEPS})")
     p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--mixture", action="store_true",
+                   help="one row for the equal-weight mixture of all the runs (genzoo classify --mix)")
     args = p.parse_args()
     stds = [s.strip() for s in args.noise.split(",") if s.strip()]
     failed = []
@@ -61,9 +65,13 @@ def main() -> None:
         config = json.loads((Path(run) / "config.json").read_text())
         if config["data"] != args.data:
             sys.exit(f"{run} was trained on {config['data']}, not {args.data}")
+    groups = [args.runs] if args.mixture else [[run] for run in args.runs]
+    for group in groups:
+        run, mix = group[0], group[1:]
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "classify.json"
-            cmd = genzoo_cmd() + ["classify", str(run), "--test", "--n", str(args.n), "--noise-std", *stds,
+            cmd = genzoo_cmd() + ["classify", str(run), *(["--mix", *mix] if mix else []),
+                                  "--test", "--n", str(args.n), "--noise-std", *stds,
                                   "--iwae-k", str(args.iwae_k), "--bound-steps", str(args.bound_steps),
                                   "--batch-size", str(args.batch_size),
                                   "--out", str(out)]
@@ -72,8 +80,7 @@ def main() -> None:
                 failed.append(run)
                 continue
             res = json.loads(out.read_text())
-        name = Path(run).name
-        trained = trained_record(run)
+        name = "mixture-" + "+".join(Path(r).name for r in group) if mix else Path(run).name
         metrics = {"bayes_acc": res["bayes_acc"]}
         if "discriminative_acc" in res:
             metrics["discriminative_acc"] = res["discriminative_acc"]
@@ -83,12 +90,13 @@ def main() -> None:
         cost = f"--bound-steps {args.bound_steps}" if "bound_steps" in res else f"--iwae-k {args.iwae_k}"
         write_result(f"classify-{name}", {
             "model": res["model"], "dataset": args.data, "variant": "bayes-classifier", "run": str(run),
-            "command": f"python bench/classify.py {run} --data {args.data} --n {args.n} --noise {args.noise} "
-                       f"{cost}",
+            **({"mixture_runs": [str(r) for r in group]} if mix else {}),
+            "command": f"python bench/classify.py {' '.join(map(str, group))} --data {args.data} --n {args.n} "
+                       f"--noise {args.noise} {cost}" + (" --mixture" if mix else ""),
             "checkpoint": res["checkpoint"], "split": "test", "n_test": res["n"], "estimator": res["estimator"],
             "prior": res["prior"], "inputs": res["inputs"], "noise": res["noise"],
             "discriminative": res["discriminative"], "by_noise": res["by_noise"], "wall_s": res["wall_s"],
-            "trained": trained,
+            "trained": trained_record(run) if not mix else [trained_record(r) for r in group],
             "metrics": metrics})
     if failed:
         sys.exit(f"refused or failed: {', '.join(failed)}")

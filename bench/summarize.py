@@ -298,6 +298,11 @@ def _run_label(run: str) -> str:
     return f"`{Path(run).name.removeprefix('bench-')}`"
 
 
+def _runs_label(r: dict) -> str:
+    """The run of an application row, or the runs of a mixture joined by +."""
+    return " + ".join(_run_label(run) for run in r.get("mixture_runs", [r["run"]]))
+
+
 def apps_section(apps: dict) -> list[str]:
     if not any(apps.values()):
         return []
@@ -327,18 +332,18 @@ def apps_section(apps: dict) -> list[str]:
         for r in apps["classify"]:
             for row in r["by_noise"]:
                 disc = f"{row['discriminative_acc']:.4f}" if "discriminative_acc" in row else ""
-                lines.append(f"| {_run_label(r['run'])} | {r['dataset']} | {r['n_test']} | "
+                lines.append(f"| {_runs_label(r)} | {r['dataset']} | {r['n_test']} | "
                              f"{r['estimator'].replace('|', chr(92) + '|')} | "
                              f"{row['noise_std']} | {row['bayes_acc']:.4f} | {disc} | {_min(r['wall_s'])} | "
                              f"`{r['command']}` |")
-        lines += [""] + [f"- {_run_label(r['run'])}: noise {r['noise']}; the discriminative classifier sees these "
+        lines += [""] + [f"- {_runs_label(r)}: noise {r['noise']}; the discriminative classifier sees these "
                          f"noisy 8-bit images, the Bayes classifier the model's inputs made from them: {r['inputs']}."
                          + _trained(r.get("trained")) for r in apps["classify"]]
         best = max((r for r in apps["classify"] if r["dataset"] == "mnist"), default=None,
                    key=lambda r: r["metrics"]["bayes_acc"])
         if best is not None:
             acc = best["metrics"]["bayes_acc"]
-            lines += ["", f"- MNIST: best Bayes classifier {_run_label(best['run'])} {acc:.2%} against the aim of "
+            lines += ["", f"- MNIST: best Bayes classifier {_runs_label(best)} {acc:.2%} against the aim of "
                       "99.0%: " + ("met." if acc >= 0.99 else f"missed by {100 * (0.99 - acc):.2f} points.")]
         lines.append("")
     for r in apps["restore"]:
@@ -469,10 +474,13 @@ def _real_fid(refs: dict, dataset: str, n) -> float | None:
     return float(cell) if cell else None
 
 
-def _trained(t: dict | None) -> str:
-    """How a classified run was trained, from the run folder (bench/classify.py records it)."""
+def _trained(t: dict | list | None) -> str:
+    """How a classified run was trained, from the run folder (bench/classify.py records it); a mixture's runs one
+    after another."""
     if not t:
         return ""
+    if isinstance(t, list):
+        return "".join(_trained(one).replace(" The model:", f" Model {i + 1}:", 1) for i, one in enumerate(t))
     options = ", ".join(f"{k}={v}" for k, v in {**t.get("options", {}), **t.get("train_options", {})}.items())
     return (f" The model: {t['steps']} steps of {t['batch_size']} images in {_min(t['train_wall_s'])}"
             + (f", options {options}" if options else ", the preset's options") + ".")

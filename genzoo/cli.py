@@ -478,12 +478,19 @@ def cmd_classify(args) -> int:
         raise GenzooError("classify images (--image IMG ...) or the test set (--test), one of the two.")
     config = read_config(args.run)
     model = load(args.run, ema=not args.no_ema)
+    if args.mix:                # the equal-weight mixture of RUN and these runs, all trained on RUN's data
+        for run in args.mix:
+            if read_config(run)["data"] != config["data"]:
+                raise GenzooError(f"{run} was trained on {read_config(run)['data']}, {args.run} on {config['data']}: "
+                                  "mix runs of one data set.")
+        model = [model, *(load(run, ema=not args.no_ema) for run in args.mix)]
     estimator, kw = likelihood_estimator(model, args.iwae_k, args.bound_steps)
     if args.test:
         result = bayes_accuracy(model, config["data"], n=args.n, noise_stds=args.noise_std, k=args.iwae_k,
                                 steps=args.bound_steps, seed=args.seed, prior=args.prior, batch_size=args.batch_size,
                                 progress=not args.no_progress)
-        result = {**_run_record(args, config["model_name"]), **result}
+        result = {**_run_record(args, config["model_name"]), **({"mixture_runs": [args.run, *args.mix]}
+                                                               if args.mix else {}), **result}
         print(f"{config['model_name']} as a Bayes classifier on {result['n']} {config['data']} test images "
               f"({result['estimator']}, {result['prior']} prior, {result['inputs']} inputs)")
         for row in result["by_noise"]:
@@ -491,19 +498,21 @@ def cmd_classify(args) -> int:
             print(f"  noise std {row['noise_std']:<5g} bayes_acc {row['bayes_acc']:.4f}{disc}")
         _write_json(result, Path(args.out) if args.out else Path(args.run) / "classify.json")
         return 0
-    c, size = model.config.channels, model.config.image_size
+    first = model[0] if args.mix else model
+    c, size = first.config.channels, first.config.image_size
     try:
         x = torch.cat([load_image(p, c, size) for p in args.image])
     except ValueError as e:
         raise GenzooError(str(e)) from None
     freqs = None
     if args.prior == "train":
-        freqs = torch.bincount(load_split(config["data"], "train").labels, minlength=model.config.num_classes)
+        freqs = torch.bincount(load_split(config["data"], "train").labels, minlength=first.config.num_classes)
     post = posterior(model, x, k=args.iwae_k, steps=args.bound_steps, seed=args.seed, class_frequencies=freqs)
     for path, p in zip(args.image, post):
         top = int(p.argmax())
         print(f"{path}: class {top} (p = {p[top]:.4f}); p(y|x) = {', '.join(f'{v:.3g}' for v in p.tolist())}")
-    print(f"({describe(estimator, kw)}, {args.prior} prior)")
+    mixed = f", the equal-weight mixture of {len(model)} runs" if args.mix else ""
+    print(f"({describe(estimator, kw)}{mixed}, {args.prior} prior)")
     return 0
 
 
@@ -740,6 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("classify", help="a class-conditional model with a likelihood as a Bayes classifier: "
                        "p(y|x) of images, or test accuracy beside the discriminative classifier")
     s.add_argument("run", help="run folder of a class-conditional model with a likelihood")
+    s.add_argument("--mix", nargs="+", default=[], metavar="RUN",
+                   help="more runs trained on the same data: classify with the equal-weight mixture "
+                        "p(x|y) = (1/M) sum_m p_m(x|y) of RUN and these")
     s.add_argument("--image", nargs="+", metavar="IMG", help="image files to classify (resized to the model's size)")
     s.add_argument("--test", action="store_true", help="accuracy on the run's test split (writes RUN/classify.json)")
     s.add_argument("--n", type=int, help="--test: the first n test images (default all)")

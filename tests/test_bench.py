@@ -95,3 +95,7 @@ def test_classify_records_the_options_that_changed_the_fit(tmp_path):
     assert (rec["steps"], rec["batch_size"], rec["train_wall_s"]) == (30, 64, 12.5)
     line = _summarize()._trained(rec)
     assert "30 steps of 64 images" in line and "label_in=separate, shift_augment=2" in line
+    both = _summarize()._trained([rec, {**rec, "steps": 40}])
+    assert "Model 1: 30 steps" in both and "Model 2: 40 steps" in both and "The model" not in both
+    assert _summarize()._runs_label({"run": "runs/bench-a", "mixture_runs": ["runs/bench-a", "runs/b"]}) == \
+        "`a` + `b`"

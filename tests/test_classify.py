@@ -194,3 +194,53 @@ def test_classify_errors_are_one_clear_line(runs, capsys):
     for run, argv, reason in cases:
         assert main(["classify", str(runs / run), *argv, "--no-progress"]) == 2, argv
         assert reason in _one_error(capsys.readouterr().err), argv
+
+
+def test_a_mixture_of_models_is_the_log_mean_of_their_likelihoods():
+    a = _model("glow", conditional=True)
+    torch.manual_seed(1)
+    b = build_model("glow", dataclasses.replace(tiny_config("glow"), conditional=True)).eval()
+    x = _images()
+    xp = dequantize_fixed(x, 0)
+    hand = [[math.log(0.5 * math.exp(a.log_prob(xp, labels=torch.full((5,), c)).double()[i].item())
+                      + 0.5 * math.exp(b.log_prob(xp, labels=torch.full((5,), c)).double()[i].item()))
+             for c in range(10)] for i in range(5)]
+    mixed = class_log_likelihoods([a, b], x, batch_size=2)
+    assert torch.allclose(mixed, torch.tensor(hand, dtype=torch.float64), rtol=0, atol=1e-4)
+    assert torch.allclose(class_log_likelihoods([a, a], x), class_log_likelihoods(a, x), rtol=0, atol=1e-9)
+    post = posterior([a, b], x)
+    assert torch.allclose(post.sum(1), torch.ones(5, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_a_mixture_of_vaes_scores_each_member_with_the_same_draws():
+    a = _model("vae", conditional=True)
+    torch.manual_seed(3)
+    b = build_model("vae", dataclasses.replace(tiny_config("vae"), conditional=True)).eval()
+    x = _images()
+    each = torch.stack([class_log_likelihoods(m, x, k=7, seed=4) for m in (a, b)])
+    assert torch.allclose(class_log_likelihoods([a, b], x, k=7, seed=4), each.logsumexp(0) - math.log(2),
+                          rtol=0, atol=1e-9)
+
+
+def test_a_mixture_refuses_members_that_do_not_match():
+    cvae = _model("vae", conditional=True)
+    with pytest.raises(GenzooError, match="differently|different inputs"):
+        likelihood_estimator([cvae, _model("glow", conditional=True)])
+    with pytest.raises(GenzooError, match="num_classes"):
+        class_log_likelihoods([cvae, _model("vae", conditional=True, num_classes=4)], _images())
+    with pytest.raises(GenzooError, match="at least one"):
+        likelihood_estimator([])
+
+
+def test_classify_a_mixture_of_runs(runs, capsys):
+    one, two = runs / "one.json", runs / "two.json"
+    base = ["--test", "--iwae-k", "4", "--n", "60", "--no-progress"]
+    assert main(["classify", str(runs / "cvae"), *base, "--out", str(one)]) == 0
+    assert main(["classify", str(runs / "cvae"), "--mix", str(runs / "cvae"), *base, "--out", str(two)]) == 0
+    single, mixed = json.loads(one.read_text()), json.loads(two.read_text())
+    # a run mixed with itself is the run: the same log-likelihoods, so the same predictions
+    assert mixed["bayes_acc"] == single["bayes_acc"] and mixed["mixture_of"] == 2
+    assert mixed["mixture_runs"] == [str(runs / "cvae")] * 2 and "mixture of 2 models" in mixed["estimator"]
+    capsys.readouterr()
+    assert main(["classify", str(runs / "cvae"), "--mix", str(runs / "vae"), *base]) == 2
+    assert "unconditional" in _one_error(capsys.readouterr().err)

@@ -13,6 +13,11 @@ log p(x|y) is asked of the model's capabilities, never of its class name:
   - any other likelihood is refused with the reason, as is a model without a likelihood or without classes.
 The prior p(y) is uniform unless class frequencies are given (``class_frequencies``: those of the train split).
 
+Wherever a model is taken, a list of models trained on the same data may stand for their equal-weight mixture,
+p(x|y) = (1/M) sum_m p_m(x|y), scored as log (1/M) sum_m exp(log p_m(x|y)). With bounds (IWAE, diffusion) this is
+the log of the mean of the members' unbiased estimates of p_m(x|y), so still a lower bound in expectation.
+The members must estimate log p(x|y) the same way and score the same inputs.
+
 Inputs are scored as genzoo's evaluation scores the test set (genzoo/likelihood.py): images are read as 8-bit
 levels k = round(255 x), then a binarized model gets one Bernoulli draw with p = k/255 and any other model the
 uniform dequantization (k + u) / 256, both from a generator seeded with ``seed`` (0: the evaluation's draws).
@@ -33,10 +38,34 @@ from . import DEFAULT_BOUND_STEPS
 MAX_IWAE_K = 100_000
 
 
+def members(model) -> list:
+    """The models behind ``model``: itself, or the members of a mixture given as a list or tuple, checked to
+    take images of one shape and class count and to score the same inputs (binarized or dequantized)."""
+    found = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not found:
+        raise GenzooError("a mixture needs at least one model.")
+    first = found[0]
+    for m in found[1:]:
+        for attr in ("channels", "image_size", "num_classes"):
+            if getattr(m.config, attr) != getattr(first.config, attr):
+                raise GenzooError(f"the mixture's models differ in {attr} ({getattr(first.config, attr)} and "
+                                  f"{getattr(m.config, attr)}): mix models trained on the same data.")
+        if is_binarized(m) != is_binarized(first):
+            raise GenzooError("the mixture's models score different inputs (binarized and dequantized images): mix "
+                              "models with the same likelihood.")
+    return found
+
+
 def likelihood_estimator(model, k: int = 100, steps: int = DEFAULT_BOUND_STEPS) -> tuple[str, dict]:
     """("exact", {}), ("iwae", {"k": k}) or ("bound", {"steps": steps}): how ``log_prob`` gives log p(x|y) for
-    this model; a GenzooError with the reason when it cannot (unconditional, no likelihood, or a bound too
-    expensive to take per class)."""
+    this model (or every member of a mixture); a GenzooError with the reason when it cannot (unconditional, no
+    likelihood, a bound too expensive to take per class, or mixture members that estimate it differently)."""
+    if isinstance(model, (list, tuple)):
+        found = [likelihood_estimator(m, k, steps) for m in members(model)]
+        if any(f[0] != found[0][0] for f in found):
+            raise GenzooError(f"the mixture's models estimate log p(x|y) differently ({', '.join(f[0] for f in found)}):"
+                              " mix models of one kind.")
+        return found[0]
     name = type(model).__name__
     if not getattr(model, "conditional", False):
         raise GenzooError(f"a Bayes classifier needs log p(x|y) from a class-conditional model; this {name} is "
@@ -83,11 +112,11 @@ def model_inputs(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
         if x.min() < 0 or x.max() > 1:
             raise GenzooError("images must be in [0, 1].")
         k = (x.float() * 255).round().to(torch.uint8)
-    return binarize_fixed(k, seed) if is_binarized(model) else dequantize_fixed(k, seed)
+    return binarize_fixed(k, seed) if is_binarized(members(model)[0]) else dequantize_fixed(k, seed)
 
 
 def _check_shape(model, x: torch.Tensor) -> None:
-    c = model.config
+    c = members(model)[0].config
     want = (c.channels, c.image_size, c.image_size)
     if x.ndim != 4 or tuple(x.shape[1:]) != want:
         raise GenzooError(f"the model takes images of shape (N, {want[0]}, {want[1]}, {want[2]}), got "
@@ -103,13 +132,18 @@ def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = 
     ``prepared`` the exact inputs of ``log_prob`` (already binarized or dequantized). ``k`` is the IWAE k of a
     latent-variable model; ``seed`` seeds the binarization/dequantization and the importance samples: those of
     the batch starting at image i come from a generator seeded with seed * 1000003 + 1 + i, the same for every
-    class (common random numbers). ``steps``: the timesteps of a diffusion model's bound estimate.
+    class (common random numbers). ``steps``: the timesteps of a diffusion model's bound estimate. A list of
+    models gives their equal-weight mixture's log p(x|y), each member scoring the same inputs with the same seeds.
     """
     estimator, kw = likelihood_estimator(model, k, steps)
     _check_shape(model, x)
     if not 1 <= batch_size <= 100_000:
         raise GenzooError(f"batch_size must be between 1 and 100000, got {batch_size}.")
     xp = x.float() if prepared else model_inputs(model, x, seed)
+    if isinstance(model, (list, tuple)):
+        each = torch.stack([class_log_likelihoods(m, xp, k=k, steps=steps, seed=seed, batch_size=batch_size,
+                                                  prepared=True, progress=progress) for m in members(model)])
+        return each.logsumexp(0) - math.log(len(each))                    # log (1/M) sum_m p_m(x|y)
     takes_generator = "generator" in inspect.signature(model.log_prob).parameters
     num_classes = model.config.num_classes
     out = torch.empty(len(xp), num_classes, dtype=torch.float64)
@@ -170,17 +204,19 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
     under additive Gaussian noise of each std in ``noise_stds`` (clipped to [0, 1], seed ``seed``), beside the
     ``discriminative`` classifier (genzoo's shipped frozen classifier for the data set when None and one ships).
 
-    ``prior`` is "uniform" or "train" (the class frequencies of the train split). Returns a record with
-    ``bayes_acc`` and ``discriminative_acc`` per std, the estimator, the prior and the counts.
+    ``prior`` is "uniform" or "train" (the class frequencies of the train split). ``model`` may be a list of
+    models: their equal-weight mixture. Returns a record with ``bayes_acc`` and ``discriminative_acc`` per std,
+    the estimator, the prior and the counts.
     """
     from ..classifier import load_frozen, predict
     from ..data import load_split
     estimator, kw = likelihood_estimator(model, k, steps)
+    first, m = members(model)[0], len(members(model))
     if prior not in ("uniform", "train"):
         raise GenzooError(f"prior must be uniform or train, got {prior!r}.")
     test = load_split(dataset, "test")
-    if test.num_classes != model.config.num_classes:
-        raise GenzooError(f"{dataset} has {test.num_classes} classes, the model {model.config.num_classes}.")
+    if test.num_classes != first.config.num_classes:
+        raise GenzooError(f"{dataset} has {test.num_classes} classes, the model {first.config.num_classes}.")
     _check_shape(model, test.images[:1])
     total = len(test.images)
     n = total if n is None else n
@@ -214,10 +250,12 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
             probs = predict(discriminative, noisy[:n])[1]
             row["discriminative_acc"] = (probs.argmax(1) == labels).double().mean().item()
         rows.append(row)
-    return {"dataset": dataset, "split": "test", "n": n, "estimator": describe(estimator, kw),
+    return {"dataset": dataset, "split": "test", "n": n,
+            "estimator": describe(estimator, kw) + (f", of the equal-weight mixture of {m} models" if m > 1 else ""),
+            **({"mixture_of": m} if m > 1 else {}),
             **({"iwae_k": kw["k"]} if "k" in kw else {}), **({"bound_steps": kw["steps"]} if "steps" in kw else {}),
             "prior": "uniform" if freqs is None else "train-split class frequencies",
-            "inputs": "binarized (seed 0)" if is_binarized(model) else "dequantized (seed 0)",
+            "inputs": "binarized (seed 0)" if is_binarized(first) else "dequantized (seed 0)",
             "noise": f"additive N(0, std^2) in [0, 1] units, clipped to [0, 1], 8-bit, seed {seed + 1}",
             "discriminative": disc_record, "by_noise": rows, "wall_s": round(time.perf_counter() - t0, 1),
             "bayes_acc": rows[0]["bayes_acc"],

@@ -480,9 +480,10 @@ def cmd_classify(args) -> int:
     model = load(args.run, ema=not args.no_ema)
     if args.mix:                # the equal-weight mixture of RUN and these runs, all trained on RUN's data
         for run in args.mix:
-            if read_config(run)["data"] != config["data"]:
-                raise GenzooError(f"{run} was trained on {read_config(run)['data']}, {args.run} on {config['data']}: "
-                                  "mix runs of one data set.")
+            data = read_config(run)["data"]
+            if data != config["data"]:
+                raise GenzooError(f"{run} was trained on {data}, {args.run} on {config['data']}: mix runs of one "
+                                  "data set.")
         model = [model, *(load(run, ema=not args.no_ema) for run in args.mix)]
     estimator, kw = likelihood_estimator(model, args.iwae_k, args.bound_steps)
     if args.test:

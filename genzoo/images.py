@@ -114,4 +114,4 @@ def shift_images(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     rows = (torch.arange(h, device=images.device) - offsets[:, :1]).clamp(0, h - 1)     # (B, H): source row
     cols = (torch.arange(w, device=images.device) - offsets[:, 1:]).clamp(0, w - 1)     # (B, W): source column
     batch = torch.arange(b, device=images.device)[:, None, None]
-    return images[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)       # (B, H, W, C) -> (B, C, H, W)
+    return images[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)    # (B, H, W, C) -> (B, C, H, W)

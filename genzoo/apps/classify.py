@@ -63,8 +63,9 @@ def likelihood_estimator(model, k: int = 100, steps: int = DEFAULT_BOUND_STEPS) 
     if isinstance(model, (list, tuple)):
         found = [likelihood_estimator(m, k, steps) for m in members(model)]
         if any(f[0] != found[0][0] for f in found):
-            raise GenzooError(f"the mixture's models estimate log p(x|y) differently ({', '.join(f[0] for f in found)}):"
-                              " mix models of one kind.")
+            kinds = ", ".join(f[0] for f in found)
+            raise GenzooError(f"the mixture's models estimate log p(x|y) differently ({kinds}): mix models of one "
+                              "kind.")
         return found[0]
     name = type(model).__name__
     if not getattr(model, "conditional", False):
@@ -211,7 +212,8 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
     from ..classifier import load_frozen, predict
     from ..data import load_split
     estimator, kw = likelihood_estimator(model, k, steps)
-    first, m = members(model)[0], len(members(model))
+    found = members(model)
+    first, m = found[0], len(found)
     if prior not in ("uniform", "train"):
         raise GenzooError(f"prior must be uniform or train, got {prior!r}.")
     test = load_split(dataset, "test")

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import GenzooError
+from .images import shift_images
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -77,13 +78,8 @@ def random_shift(x: torch.Tensor, max_px: int, generator: torch.Generator) -> to
     """Translate each image by its own integer offset in [-max_px, max_px], zero fill: (B, C, H, W)."""
     if max_px == 0:
         return x
-    b, c, h, w = x.shape
-    padded = F.pad(x, (max_px,) * 4)
-    dy, dx = torch.randint(0, 2 * max_px + 1, (2, b), generator=generator)
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None].expand(b, c, h, w + 2 * max_px)
-    out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(w))[:, None, None, :].expand(b, c, h, w)
-    return out.gather(3, cols)
+    dy, dx = torch.randint(0, 2 * max_px + 1, (2, len(x)), generator=generator)
+    return shift_images(x, torch.stack([max_px - dy, max_px - dx], 1), fill=0.0)
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,

@@ -104,14 +104,18 @@ def save_gif(frames: torch.Tensor, path: str | Path, scale: int = 4, duration_ms
     return path
 
 
-def shift_images(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+def shift_images(images: torch.Tensor, offsets: torch.Tensor, fill: float | None = None) -> torch.Tensor:
     """Translate each image of ``images`` (B, C, H, W) by its whole-pixel ``offsets`` (B, 2) (down, right); the
-    pixels that enter repeat the nearest edge pixel. Offset (0, 0) returns the image unchanged."""
+    pixels that enter repeat the nearest edge pixel, or are ``fill`` when given. Offset (0, 0) returns the image."""
     b, _, h, w = images.shape
     if offsets.shape != (b, 2):
         raise ValueError(f"offsets must be ({b}, 2), got {tuple(offsets.shape)}")
     offsets = offsets.to(images.device).long()
-    rows = (torch.arange(h, device=images.device) - offsets[:, :1]).clamp(0, h - 1)     # (B, H): source row
-    cols = (torch.arange(w, device=images.device) - offsets[:, 1:]).clamp(0, w - 1)     # (B, W): source column
+    rows = torch.arange(h, device=images.device) - offsets[:, :1]                       # (B, H): source row
+    cols = torch.arange(w, device=images.device) - offsets[:, 1:]                       # (B, W): source column
     batch = torch.arange(b, device=images.device)[:, None, None]
-    return images[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)    # (B, H, W, C) -> (B, C, H, W)
+    out = images[batch, :, rows.clamp(0, h - 1)[:, :, None], cols.clamp(0, w - 1)[:, None, :]]   # (B, H, W, C)
+    if fill is not None:
+        inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]  # (B, H, W)
+        out = torch.where(inside[..., None], out, out.new_tensor(fill))
+    return out.permute(0, 3, 1, 2)                                                      # (B, C, H, W)

@@ -218,6 +218,13 @@ def test_shift_images_matches_a_pixel_loop_with_repeated_edges():
                 want[b, :, i, j] = x[b, :, min(max(i - dy, 0), 5), min(max(j - dx, 0), 6)]
     assert torch.equal(out, want)
     assert torch.equal(out[0], x[0])
+    # fill: the pixels that enter are that value instead of the edge
+    zero = shift_images(x, offsets, fill=0.0)
+    for b, (dy, dx) in enumerate(offsets.tolist()):
+        for i in range(6):
+            for j in range(7):
+                inside = 0 <= i - dy < 6 and 0 <= j - dx < 7
+                assert torch.equal(zero[b, :, i, j], want[b, :, i, j] if inside else torch.zeros(2, dtype=x.dtype))
     with pytest.raises(ValueError, match="offsets"):
         shift_images(x, offsets[:3])
 

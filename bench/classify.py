@@ -5,7 +5,8 @@ the test set beside genzoo's shipped discriminative classifier, clean and under 
     python bench/classify.py runs/bench-cvae-mnist runs/bench-glow-cond-mnist --data mnist --n 10000 \
         --noise 0,0.1,0.2,0.3
 With --mixture the runs make one row: their equal-weight mixture p(x|y) = (1/M) sum_m p_m(x|y), written to
-bench/results/classify-mixture-<run names joined by +>.json.
+bench/results/classify-mixture-<run names joined by +>.json. With --draws M each test image is binarized (or
+dequantized) M times and log p(x|y) averaged over the draws; the name gains -drawsM.
 A run the Bayes classifier refuses (unconditional, no likelihood) is reported and skipped. Conditional diffusion
 runs are scored with their bound estimated from --bound-steps timesteps (K + 1 network passes per image and class).
 """
@@ -55,6 +56,8 @@ def main() -> None:
     p.add_argument("--iwae-k", type=int, default=100, help="importance samples of a VAE's bound (default 100)")
     p.add_argument("--bound-steps", type=int, default=DEFAULT_BOUND_STEPS,
                    help=f"timesteps of a diffusion model's bound estimate (default {DEFAULT_BOUND_STEPS})")
+    p.add_argument("--draws", type=int, default=1,
+                   help="binarizations (or dequantizations) of each test image, log p(x|y) averaged (default 1)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--mixture", action="store_true",
                    help="one row for the equal-weight mixture of all the runs (genzoo classify --mix)")
@@ -73,7 +76,7 @@ def main() -> None:
             cmd = genzoo_cmd() + ["classify", str(run), *(["--mix", *mix] if mix else []),
                                   "--test", "--n", str(args.n), "--noise-std", *stds,
                                   "--iwae-k", str(args.iwae_k), "--bound-steps", str(args.bound_steps),
-                                  "--batch-size", str(args.batch_size),
+                                  "--draws", str(args.draws), "--batch-size", str(args.batch_size),
                                   "--out", str(out)]
             print("+", " ".join(cmd), flush=True)
             if subprocess.run(cmd).returncode != 0:
@@ -81,10 +84,11 @@ def main() -> None:
                 continue
             res = json.loads(out.read_text())
         name = "mixture-" + "+".join(Path(r).name for r in group) if mix else Path(run).name
+        name += f"-draws{args.draws}" if args.draws > 1 else ""
         metrics = {"bayes_acc": res["bayes_acc"]}
         if "discriminative_acc" in res:
             metrics["discriminative_acc"] = res["discriminative_acc"]
-        for key in ("iwae_k", "bound_steps"):
+        for key in ("iwae_k", "bound_steps", "draws"):
             if key in res:
                 metrics[key] = res[key]
         cost = f"--bound-steps {args.bound_steps}" if "bound_steps" in res else f"--iwae-k {args.iwae_k}"
@@ -92,7 +96,8 @@ def main() -> None:
             "model": res["model"], "dataset": args.data, "variant": "bayes-classifier", "run": str(run),
             **({"mixture_runs": [str(r) for r in group]} if mix else {}),
             "command": f"python bench/classify.py {' '.join(map(str, group))} --data {args.data} --n {args.n} "
-                       f"--noise {args.noise} {cost}" + (" --mixture" if mix else ""),
+                       f"--noise {args.noise} {cost}" + (f" --draws {args.draws}" if args.draws > 1 else "")
+                       + (" --mixture" if mix else ""),
             "checkpoint": res["checkpoint"], "split": "test", "n_test": res["n"], "estimator": res["estimator"],
             "prior": res["prior"], "inputs": res["inputs"], "noise": res["noise"],
             "discriminative": res["discriminative"], "by_noise": res["by_noise"], "wall_s": res["wall_s"],

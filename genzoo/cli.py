@@ -488,8 +488,8 @@ def cmd_classify(args) -> int:
     estimator, kw = likelihood_estimator(model, args.iwae_k, args.bound_steps)
     if args.test:
         result = bayes_accuracy(model, config["data"], n=args.n, noise_stds=args.noise_std, k=args.iwae_k,
-                                steps=args.bound_steps, seed=args.seed, prior=args.prior, batch_size=args.batch_size,
-                                progress=not args.no_progress)
+                                steps=args.bound_steps, seed=args.seed, draws=args.draws, prior=args.prior,
+                                batch_size=args.batch_size, progress=not args.no_progress)
         result = {**_run_record(args, config["model_name"]), **({"mixture_runs": [args.run, *args.mix]}
                                                                if args.mix else {}), **result}
         print(f"{config['model_name']} as a Bayes classifier on {result['n']} {config['data']} test images "
@@ -508,12 +508,14 @@ def cmd_classify(args) -> int:
     freqs = None
     if args.prior == "train":
         freqs = torch.bincount(load_split(config["data"], "train").labels, minlength=first.config.num_classes)
-    post = posterior(model, x, k=args.iwae_k, steps=args.bound_steps, seed=args.seed, class_frequencies=freqs)
+    post = posterior(model, x, k=args.iwae_k, steps=args.bound_steps, seed=args.seed, draws=args.draws,
+                     class_frequencies=freqs)
     for path, p in zip(args.image, post):
         top = int(p.argmax())
         print(f"{path}: class {top} (p = {p[top]:.4f}); p(y|x) = {', '.join(f'{v:.3g}' for v in p.tolist())}")
     mixed = f", the equal-weight mixture of {len(model)} runs" if args.mix else ""
-    print(f"({describe(estimator, kw)}{mixed}, {args.prior} prior)")
+    drawn = f", averaged over {args.draws} draws of the inputs" if args.draws > 1 else ""
+    print(f"({describe(estimator, kw)}{mixed}{drawn}, {args.prior} prior)")
     return 0
 
 
@@ -765,6 +767,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prior", default="uniform", choices=["uniform", "train"],
                    help="p(y): uniform (default) or the train split's class frequencies")
     s.add_argument("--seed", type=int, default=0, help="binarization/dequantization and noise seed (default 0)")
+    s.add_argument("--draws", type=int, default=1,
+                   help="binarizations (or dequantizations) of each image, seeds SEED, SEED + 1, ...; log p(x|y) "
+                        "is averaged over them (default 1)")
     s.add_argument("--batch-size", type=int, default=100)
     s.add_argument("--out", help="--test: result JSON (default RUN/classify.json)")
     s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")

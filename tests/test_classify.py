@@ -244,3 +244,68 @@ def test_classify_a_mixture_of_runs(runs, capsys):
     capsys.readouterr()
     assert main(["classify", str(runs / "cvae"), "--mix", str(runs / "vae"), *base]) == 2
     assert "unconditional" in _one_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("name", ["pixelcnn", "glow"])
+def test_draws_average_log_p_over_binarizations_or_dequantizations(name):
+    model = _model(name, conditional=True)
+    x = _images(4)
+    prepare = binarize_fixed if name == "pixelcnn" else dequantize_fixed
+    # the mean over seeds 2, 3, 4 of exact log p(x_d|y), x_d the draw of seed d, in float64 from log_prob
+    hand = torch.stack([torch.stack([model.log_prob(prepare(x, d), labels=torch.full((4,), c)).double()
+                                     for c in range(10)], 1) for d in (2, 3, 4)]).mean(0)
+    ll = class_log_likelihoods(model, x, seed=2, draws=3, batch_size=3)
+    assert torch.allclose(ll, hand, rtol=0, atol=1e-4)
+    assert not torch.allclose(ll, class_log_likelihoods(model, x, seed=2), rtol=0, atol=1e-3)
+    post = posterior(model, x, seed=2, draws=3)
+    assert torch.allclose(post.sum(1), torch.ones(4, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_draws_converge_to_the_cross_entropy_from_the_grey_image():
+    # A PixelCNN with zero weights and an output bias b has p(x_i = 1 | y) = s = sigmoid(b) at every pixel, so the
+    # mean of log p(b|y) over binarizations b ~ Bernoulli(grey x) tends to sum_i x_i log s + (1 - x_i) log(1 - s).
+    model = _model("pixelcnn", conditional=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.net.head.out.bias.fill_(1.5)
+    x = _images(3)
+    grey = x.double().flatten(1) / 255
+    log_s, log_1ms = math.log(torch.sigmoid(torch.tensor(1.5, dtype=torch.float64))), math.log(
+        torch.sigmoid(torch.tensor(-1.5, dtype=torch.float64)))
+    closed = (grey * log_s + (1 - grey) * log_1ms).sum(1)
+    se = ((grey * (1 - grey)).sum(1) * (log_s - log_1ms) ** 2 / 400).sqrt()    # std of a 400-draw mean
+    ll = class_log_likelihoods(model, x, draws=400, seed=5)
+    assert torch.allclose(ll, ll[:, :1].expand_as(ll))                 # no weights: no class tells apart
+    assert ((ll[:, 0] - closed).abs() < 5 * se).all(), (ll[:, 0], closed, se)
+    one = class_log_likelihoods(model, x, seed=5)[:, 0]                # one draw: 20 times the spread
+    assert ((one - closed).abs() > 5 * se).any()
+
+
+def test_draws_are_checked_and_a_subset_sees_the_draws_of_the_whole_split():
+    model = _model("vae", conditional=True)
+    for bad in (0, -1, True, 1.5, 1001):
+        with pytest.raises(GenzooError, match="draws must be"):
+            class_log_likelihoods(model, _images(), k=2, draws=bad)
+    with pytest.raises(GenzooError, match="prepared"):
+        class_log_likelihoods(model, binarize_fixed(_images(), 0), k=2, draws=2, prepared=True)
+    # bayes_accuracy scores the first n test images as drawn with the whole split: the draws go image by image
+    x = _images(50, seed=7)
+    for prepare in (binarize_fixed, dequantize_fixed):
+        assert torch.equal(prepare(x, 3)[:17], prepare(x[:17], 3))
+
+
+def test_classify_with_draws(runs, capsys):
+    out = runs / "draws.json"
+    assert main(["classify", str(runs / "cvae"), "--test", "--iwae-k", "4", "--n", "60", "--draws", "2",
+                 "--no-progress", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["draws"] == 2 and "averaged over 2 binarizations" in res["estimator"]
+    assert res["inputs"].startswith("binarized 2 times (seeds 0 to 1)")
+    import genzoo
+    test = load_split("digits", "test")
+    ll = class_log_likelihoods(genzoo.load(runs / "cvae"), test.images[:60], k=4, draws=2)
+    assert res["bayes_acc"] == pytest.approx((ll.argmax(1) == test.labels[:60]).double().mean().item(), abs=1e-12)
+    capsys.readouterr()
+    assert main(["classify", str(runs / "cvae"), "--test", "--draws", "0", "--no-progress"]) == 2
+    assert "draws must be" in _one_error(capsys.readouterr().err)

@@ -21,6 +21,9 @@ The members must estimate log p(x|y) the same way and score the same inputs.
 Inputs are scored as genzoo's evaluation scores the test set (genzoo/likelihood.py): images are read as 8-bit
 levels k = round(255 x), then a binarized model gets one Bernoulli draw with p = k/255 and any other model the
 uniform dequantization (k + u) / 256, both from a generator seeded with ``seed`` (0: the evaluation's draws).
+With ``draws`` = M the log-likelihood is averaged over M such draws (seeds seed to seed + M - 1): for a binarized
+model an estimate of E_b[log p(b|y)] over the binarizations b of the grey image. One binarization throws away the
+grey levels at random; on MNIST the average over a few classifies better (BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from ..likelihood import binarize_fixed, dequantize_fixed, is_binarized
 from . import DEFAULT_BOUND_STEPS
 
 MAX_IWAE_K = 100_000
+MAX_DRAWS = 1000
 
 
 def members(model) -> list:
@@ -116,6 +120,14 @@ def model_inputs(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return binarize_fixed(k, seed) if is_binarized(members(model)[0]) else dequantize_fixed(k, seed)
 
 
+def inputs_text(model, seed: int = 0, draws: int = 1) -> str:
+    """The inputs the classifier scores, in words, as results state them."""
+    kind = "binarized" if is_binarized(model) else "dequantized"
+    if draws == 1:
+        return f"{kind} (seed {seed})"
+    return f"{kind} {draws} times (seeds {seed} to {seed + draws - 1}), log p(x|y) averaged over the draws"
+
+
 def _check_shape(model, x: torch.Tensor) -> None:
     c = members(model)[0].config
     want = (c.channels, c.image_size, c.image_size)
@@ -126,7 +138,8 @@ def _check_shape(model, x: torch.Tensor) -> None:
 
 @torch.no_grad()
 def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = DEFAULT_BOUND_STEPS, seed: int = 0,
-                          batch_size: int = 100, prepared: bool = False, progress: bool = False) -> torch.Tensor:
+                          draws: int = 1, batch_size: int = 100, prepared: bool = False,
+                          progress: bool = False) -> torch.Tensor:
     """log p(x|y) for every image and every class, (N, C) float64 nats.
 
     ``x`` (N, C, H, W): images (uint8, or float in [0, 1]) scored as ``model_inputs`` prepares them, or with
@@ -135,11 +148,25 @@ def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = 
     the batch starting at image i come from a generator seeded with seed * 1000003 + 1 + i, the same for every
     class (common random numbers). ``steps``: the timesteps of a diffusion model's bound estimate. A list of
     models gives their equal-weight mixture's log p(x|y), each member scoring the same inputs with the same seeds.
+
+    ``draws`` > 1 averages the estimate over that many draws of the inputs, with seeds seed, seed + 1, ...
+    (binarizations or dequantizations of ``x``, each with its own importance samples or timesteps). For a
+    binarized model this estimates E_b[log p(b|y)] over the binarizations b ~ Bernoulli(x) of an image, the
+    negative cross-entropy from the image's own Bernoulli distribution to p(.|y); for a dequantized one, the
+    dequantization bound E_u[log p((k + u)/256 | y)] on the 8-bit levels k. Either way one draw is an unbiased
+    estimate of the same quantity, and M draws have 1/M of its variance from the input noise.
     """
     estimator, kw = likelihood_estimator(model, k, steps)
     _check_shape(model, x)
     if not 1 <= batch_size <= 100_000:
         raise GenzooError(f"batch_size must be between 1 and 100000, got {batch_size}.")
+    if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_DRAWS:
+        raise GenzooError(f"draws must be an integer between 1 and {MAX_DRAWS}, got {draws!r}.")
+    if draws > 1:
+        if prepared:
+            raise GenzooError("draws > 1 draws the inputs again: pass the images, not prepared inputs.")
+        return torch.stack([class_log_likelihoods(model, x, k=k, steps=steps, seed=seed + d, batch_size=batch_size,
+                                                  progress=progress) for d in range(draws)]).mean(0)
     xp = x.float() if prepared else model_inputs(model, x, seed)
     if isinstance(model, (list, tuple)):
         each = torch.stack([class_log_likelihoods(m, xp, k=k, steps=steps, seed=seed, batch_size=batch_size,
@@ -199,14 +226,15 @@ def add_noise(images: torch.Tensor, std: float, seed: int = 0) -> torch.Tensor:
 
 
 def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0,), k: int = 100,
-                   steps: int = DEFAULT_BOUND_STEPS, seed: int = 0, prior: str = "uniform", batch_size: int = 100,
-                   discriminative=None, progress: bool = True) -> dict:
+                   steps: int = DEFAULT_BOUND_STEPS, seed: int = 0, draws: int = 1, prior: str = "uniform",
+                   batch_size: int = 100, discriminative=None, progress: bool = True) -> dict:
     """Accuracy of the Bayes classifier on the first ``n`` test images of ``dataset`` (all when None), clean and
     under additive Gaussian noise of each std in ``noise_stds`` (clipped to [0, 1], seed ``seed``), beside the
     ``discriminative`` classifier (genzoo's shipped frozen classifier for the data set when None and one ships).
 
     ``prior`` is "uniform" or "train" (the class frequencies of the train split). ``model`` may be a list of
-    models: their equal-weight mixture. Returns a record with ``bayes_acc`` and ``discriminative_acc`` per std,
+    models: their equal-weight mixture. ``draws``: input draws averaged per image (``class_log_likelihoods``).
+    Returns a record with ``bayes_acc`` and ``discriminative_acc`` per std,
     the estimator, the prior and the counts.
     """
     from ..classifier import load_frozen, predict
@@ -240,10 +268,10 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
     t0 = time.perf_counter()
     for std in stds:
         # noise on the whole split, then the first n: a subset sees the same images and draws as the whole set
+        # (binarize_fixed and dequantize_fixed draw image by image in order; tests/test_classify.py checks)
         noisy = add_noise(test.images, std, seed + 1)
-        xp = model_inputs(model, noisy, seed)[:n]
-        post = posterior(log_likelihoods=class_log_likelihoods(model, xp, prepared=True, k=k, steps=steps,
-                                                               seed=seed, batch_size=batch_size,
+        post = posterior(log_likelihoods=class_log_likelihoods(model, noisy[:n], k=k, steps=steps, seed=seed,
+                                                               draws=draws, batch_size=batch_size,
                                                                progress=progress),
                          class_frequencies=freqs)
         row = {"noise_std": std, "bayes_acc": (post.argmax(1) == labels).double().mean().item(),
@@ -253,11 +281,13 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
             row["discriminative_acc"] = (probs.argmax(1) == labels).double().mean().item()
         rows.append(row)
     return {"dataset": dataset, "split": "test", "n": n,
-            "estimator": describe(estimator, kw) + (f", of the equal-weight mixture of {m} models" if m > 1 else ""),
+            "estimator": describe(estimator, kw) + (f", of the equal-weight mixture of {m} models" if m > 1 else "")
+            + (f", averaged over {draws} {'binarizations' if is_binarized(first) else 'dequantizations'} of each "
+               "image" if draws > 1 else ""),
             **({"mixture_of": m} if m > 1 else {}),
             **({"iwae_k": kw["k"]} if "k" in kw else {}), **({"bound_steps": kw["steps"]} if "steps" in kw else {}),
             "prior": "uniform" if freqs is None else "train-split class frequencies",
-            "inputs": "binarized (seed 0)" if is_binarized(first) else "dequantized (seed 0)",
+            "inputs": inputs_text(first, seed, draws), **({"draws": draws} if draws > 1 else {}),
             "noise": f"additive N(0, std^2) in [0, 1] units, clipped to [0, 1], 8-bit, seed {seed + 1}",
             "discriminative": disc_record, "by_noise": rows, "wall_s": round(time.perf_counter() - t0, 1),
             "bayes_acc": rows[0]["bayes_acc"],

@@ -493,7 +493,7 @@ def cmd_classify(args) -> int:
         result = {**_run_record(args, config["model_name"]), **({"mixture_runs": [args.run, *args.mix]}
                                                                if args.mix else {}), **result}
         print(f"{config['model_name']} as a Bayes classifier on {result['n']} {config['data']} test images "
-              f"({result['estimator']}, {result['prior']} prior, {result['inputs']} inputs)")
+              f"({result['estimator']}, {result['prior']} prior; inputs: {result['inputs']})")
         for row in result["by_noise"]:
             disc = f"   discriminative {row['discriminative_acc']:.4f}" if "discriminative_acc" in row else ""
             print(f"  noise std {row['noise_std']:<5g} bayes_acc {row['bayes_acc']:.4f}{disc}")

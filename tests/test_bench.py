@@ -99,3 +99,6 @@ def test_classify_records_the_options_that_changed_the_fit(tmp_path):
     assert "Model 1: 30 steps" in both and "Model 2: 40 steps" in both and "The model" not in both
     assert _summarize()._runs_label({"run": "runs/bench-a", "mixture_runs": ["runs/bench-a", "runs/b"]}) == \
         "`a` + `b`"
+    assert _summarize()._runs_label({"run": "runs/bench-a", "metrics": {"bayes_acc": 0.9, "draws": 4}}) == \
+        "`a` (4 draws)"
+    assert _summarize()._runs_label({"run": "runs/bench-a", "metrics": {"bayes_acc": 0.9}}) == "`a`"

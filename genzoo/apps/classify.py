@@ -153,8 +153,8 @@ def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = 
     (binarizations or dequantizations of ``x``, each with its own importance samples or timesteps). For a
     binarized model this estimates E_b[log p(b|y)] over the binarizations b ~ Bernoulli(x) of an image, the
     negative cross-entropy from the image's own Bernoulli distribution to p(.|y); for a dequantized one, the
-    dequantization bound E_u[log p((k + u)/256 | y)] on the 8-bit levels k. Either way one draw is an unbiased
-    estimate of the same quantity, and M draws have 1/M of its variance from the input noise.
+    dequantization bound E_u[log p((k + u)/256 | y)] on the 8-bit levels k. One draw of an exact likelihood is
+    an unbiased estimate of it (of a bound, through the bound), and M draws have 1/M of its variance.
     """
     estimator, kw = likelihood_estimator(model, k, steps)
     _check_shape(model, x)
@@ -234,8 +234,8 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
 
     ``prior`` is "uniform" or "train" (the class frequencies of the train split). ``model`` may be a list of
     models: their equal-weight mixture. ``draws``: input draws averaged per image (``class_log_likelihoods``).
-    Returns a record with ``bayes_acc`` and ``discriminative_acc`` per std,
-    the estimator, the prior and the counts.
+    Returns a record with ``bayes_acc`` and ``discriminative_acc`` per std, the estimator, the prior and the
+    counts.
     """
     from ..classifier import load_frozen, predict
     from ..data import load_split

@@ -469,7 +469,7 @@ def _write_json(result: dict, path: Path) -> None:
 def cmd_classify(args) -> int:
     import torch
     from . import load
-    from .apps.classify import bayes_accuracy, describe, likelihood_estimator, posterior
+    from .apps.classify import bayes_accuracy, describe, draws_text, likelihood_estimator, posterior
     from .checkpoint import read_config
     from .data import load_split
     from .images import load_image
@@ -514,8 +514,7 @@ def cmd_classify(args) -> int:
         top = int(p.argmax())
         print(f"{path}: class {top} (p = {p[top]:.4f}); p(y|x) = {', '.join(f'{v:.3g}' for v in p.tolist())}")
     mixed = f", the equal-weight mixture of {len(model)} runs" if args.mix else ""
-    drawn = f", averaged over {args.draws} draws of the inputs" if args.draws > 1 else ""
-    print(f"({describe(estimator, kw)}{mixed}{drawn}, {args.prior} prior)")
+    print(f"({describe(estimator, kw)}{mixed}{draws_text(first, args.draws)}, {args.prior} prior)")
     return 0
 
 

@@ -120,6 +120,13 @@ def model_inputs(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return binarize_fixed(k, seed) if is_binarized(members(model)[0]) else dequantize_fixed(k, seed)
 
 
+def draws_text(model, draws: int) -> str:
+    """How the estimate was averaged over input draws, in words (empty for one draw): a suffix to ``describe``."""
+    if draws == 1:
+        return ""
+    return f", averaged over {draws} {'binarizations' if is_binarized(model) else 'dequantizations'} of each image"
+
+
 def inputs_text(model, seed: int = 0, draws: int = 1) -> str:
     """The inputs the classifier scores, in words, as results state them."""
     kind = "binarized" if is_binarized(model) else "dequantized"
@@ -282,8 +289,7 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
         rows.append(row)
     return {"dataset": dataset, "split": "test", "n": n,
             "estimator": describe(estimator, kw) + (f", of the equal-weight mixture of {m} models" if m > 1 else "")
-            + (f", averaged over {draws} {'binarizations' if is_binarized(first) else 'dequantizations'} of each "
-               "image" if draws > 1 else ""),
+            + draws_text(first, draws),
             **({"mixture_of": m} if m > 1 else {}),
             **({"iwae_k": kw["k"]} if "k" in kw else {}), **({"bound_steps": kw["steps"]} if "steps" in kw else {}),
             "prior": "uniform" if freqs is None else "train-split class frequencies",

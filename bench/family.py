@@ -103,6 +103,7 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
         metrics = "fid,kid,pr,score" if has_feature_network(data) else ""
         metrics = ",".join(m for m in (metrics, "nll" if model.has_likelihood else "",
                                        "cas" if model.conditional and metrics else "") if m)
+    figs = figures(model, data, name)   # drawn before the (long) evaluation, so an interrupted one still leaves them
     ev_path = run_dir / "eval-bench.json"
     ev_cmd = genzoo_cmd() + ["eval", str(run_dir), "--metrics", metrics, "--n", str(n), "--seed", "0",
                              "--iwae-k", str(iwae_k), "--out", str(ev_path), "--no-progress"]
@@ -130,7 +131,7 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
         "n_generated": ev["n_generated"], "n_real": 10000, "eval_wall_s": ev["wall_s"],
         "feature_network": ev["feature_network"], "refused": ev["refused"],
         "final_coverage": coverage[-1] if coverage else None,
-        "sample_grid": f"bench/results/{name}.png", "figures": figures(model, data, name),
+        "sample_grid": f"bench/results/{name}.png", "figures": figs,
         "metrics": ev["metrics"]})
 
 

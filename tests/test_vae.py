@@ -267,3 +267,100 @@ def test_bad_decoder_settings_are_refused():
         VAEConfig(decoder="logistic", binarize=True)
     with pytest.raises(ValueError, match="decoder must be"):
         VAEConfig(decoder="gaussian")
+
+
+def _all_2x2():
+    images = torch.tensor([[(i >> b) & 1 for b in range(4)] for i in range(16)], dtype=torch.float32)
+    return images.view(16, 1, 2, 2)
+
+
+def _pixel_log_px_z_by_hand(model, h, x):
+    # log p(x|z) as a float64 product of conditionals in raster order: the logit of pixel i is read from an
+    # image whose pixels from i on are overwritten with 0.5, so nothing at or after i can reach it
+    flat = x.flatten()
+    out = torch.zeros(len(h), dtype=torch.float64)
+    for i in range(len(flat)):
+        seen = flat.clone()
+        seen[i:] = 0.5
+        with torch.no_grad():
+            logit = model.pixel.logits(h, model.pixel.context(seen.view(1, *x.shape).expand(len(h), *x.shape)))
+        logit = logit.flatten(1)[:, i].double()
+        out += -F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, float(flat[i])), reduction="none")
+    return out
+
+
+def test_pixel_decoder_log_prob_sums_to_one_and_matches_quadrature():
+    # the autoregressive decoder (pixel_context): p(x|z) = prod_i p(x_i | x_<i, z) is a distribution over the 16
+    # binary 2x2 images for every z, and log p(x) by the IWAE bound matches a float64 quadrature over z of the
+    # hand product of conditionals
+    model = _tiny(pixel_context=3, pixel_width=5)
+    with torch.no_grad():   # a context strong enough that a mask leaking pixel i itself would break the sums
+        model.pixel.masked.weight.mul_(8)
+    images = _all_2x2()
+    z = torch.linspace(-10, 10, 2001, dtype=torch.float64)
+    with torch.no_grad():
+        h = model.decoder_params(z.float().unsqueeze(1))
+        per_z = torch.stack([model.log_px_z(h, x.expand(len(z), 1, 2, 2)).double() for x in images])   # (16, G)
+    assert torch.allclose(per_z.exp().sum(0), torch.ones(len(z), dtype=torch.float64), atol=1e-5)
+    log_pz = -0.5 * (z ** 2 + math.log(2 * math.pi))
+    exact = torch.stack([torch.logsumexp(_pixel_log_px_z_by_hand(model, h, x) + log_pz, 0) + (z[1] - z[0]).log()
+                         for x in images])
+    assert exact.exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+    lp = model.log_prob(images, k=20000, chunk=5000, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(lp.double(), exact, atol=0.02)
+
+
+def test_pixel_decoder_is_causal_in_raster_order():
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(image_size=8, latent_dim=3, width=8, pixel_context=5, pixel_width=6)).eval()
+    h = model.decoder_params(torch.randn(2, 3))
+    x = torch.bernoulli(torch.full((2, 1, 8, 8), 0.4), generator=torch.Generator().manual_seed(1))
+    base = model.pixel.logits(h, model.pixel.context(x))
+    for i, j in [(0, 0), (3, 4), (5, 0), (7, 6)]:
+        flipped = x.clone()
+        flipped[:, :, i, j] = 1 - flipped[:, :, i, j]
+        changed = (model.pixel.logits(h, model.pixel.context(flipped)) - base).abs().flatten(1).amax(0) > 0
+        at = i * 8 + j
+        assert not changed[:at + 1].any()                        # pixel (i, j) informs only what comes after it
+        assert changed[at + 1:].any()                            # and does inform it (the next pixel, at least)
+
+
+def test_pixel_decoder_draws_follow_its_conditionals():
+    # images drawn pixel by pixel have the frequencies exp(log p(x|z)) that scoring gives, for one fixed z
+    model = _tiny(pixel_context=3, pixel_width=5)
+    with torch.no_grad():
+        model.pixel.masked.weight.mul_(8)
+        h = model.decoder_params(torch.full((20000, 1), 0.7))
+        draws = model.pixel.draw(h, generator=torch.Generator().manual_seed(2))
+        p = model.log_px_z(h[:16], _all_2x2()).exp()
+    assert set(draws.unique().tolist()) <= {0.0, 1.0}
+    codes = (draws.flatten(1) * torch.tensor([1.0, 2, 4, 8])).sum(1).long()
+    freq = torch.bincount(codes, minlength=16).double() / len(codes)
+    assert p.sum().item() == pytest.approx(1.0, abs=1e-5)
+    se = (p.double() * (1 - p.double()) / len(codes)).sqrt()
+    assert ((freq - p.double()).abs() <= 5 * se + 1e-3).all(), (freq, p)
+
+
+def test_pixel_decoder_samples_decodes_and_refusals():
+    torch.manual_seed(0)
+    model = build_model("vae", dataclasses.replace(tiny_config("vae"), pixel_context=3, pixel_width=4)).eval()
+    g = lambda: torch.Generator().manual_seed(3)   # noqa: E731
+    a, b = model.sample(5, generator=g()), model.sample(5, generator=g())
+    assert torch.equal(a, b) and a.shape == (5, 1, 8, 8) and set(a.unique().tolist()) <= {0.0, 1.0}
+    z = torch.randn(3, model.config.latent_dim, requires_grad=True)
+    mean = model.decode(z)                                   # probabilities, deterministic and differentiable in z
+    assert torch.equal(mean, model.decode(z)) and 0 <= mean.min() and mean.max() <= 1
+    mean.sum().backward()
+    assert z.grad.abs().sum() > 0
+    x = torch.bernoulli(_bits(3)["x"])
+    assert model.elbo(x).shape == model.log_prob(x, k=4).shape == (3,)
+    with pytest.raises(ValueError, match="depend on the image"):
+        model.decoder_logits(z)
+    with pytest.raises(ValueError, match="odd kernel"):
+        VAEConfig(pixel_context=4)
+    with pytest.raises(ValueError, match="one-channel"):
+        VAEConfig(pixel_context=3, binarize=False)
+    with pytest.raises(ValueError, match="one-channel"):
+        VAEConfig(pixel_context=3, channels=3)
+    with pytest.raises(ValueError, match="one-channel"):
+        VAEConfig(pixel_context=3, adversarial=True)

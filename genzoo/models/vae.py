@@ -22,6 +22,11 @@ vaegan differ only in the options below.
       decoder:        gamma L_llike - L_GAN (non-saturating, on reconstructions and prior samples)
       discriminator:  L_GAN, real x against Dec(z ~ q) and Dec(z ~ p)
   A VAE-GAN has no pixel likelihood, so it has no log_prob.
+- Autoregressive decoder (PixelVAE, Gulrajani et al. 2017): with pixel_context = K > 0 on binarized one-channel
+  images, p(x|z) = prod_i p(x_i | x_<i, z) in raster order. A K x K convolution masked to the pixels before i
+  (mask "A" of van den Oord et al. 2016) reads the image; its output and the decoder's features at i meet in a
+  per-pixel network that gives pixel i's Bernoulli logit. Scoring is one parallel pass; drawing is pixel by pixel.
+  The latent keeps the global shape, the masked context the local detail a factorized decoder cannot express.
 Decoders p(x|z): "bernoulli" on binarized images; for 8-bit images "logistic", the discretised
 logistic of Salimans et al. 2017 (eq. 2, one component; edge bins take the tails), or "categorical",
 a 256-way softmax per pixel. "auto" is bernoulli where the data set's likelihood is reported on
@@ -64,6 +69,8 @@ class VAEConfig:
                                # or "separate" (one VAE per class)
     adversarial: bool = False  # VAE-GAN: likelihood in a discriminator's feature space
     gamma: float = 1.0         # VAE-GAN: weight of L_llike against L_GAN in the decoder's loss
+    pixel_context: int = 0     # > 0: autoregressive decoder, the masked convolution's kernel size (odd); 0: factorized
+    pixel_width: int = 32      # autoregressive decoder: channels of the masked convolution and per-pixel network
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -83,6 +90,14 @@ class VAEConfig:
             raise ValueError("the VAE-GAN has no pixel likelihood to importance-weight; use iwae_k=1")
         if self.label_in not in LABEL_IN:
             raise ValueError(f"label_in must be one of {', '.join(LABEL_IN)}, got {self.label_in!r}")
+        if self.pixel_context:
+            if self.pixel_context < 3 or self.pixel_context % 2 == 0:
+                raise ValueError(f"pixel_context must be 0 or an odd kernel size >= 3, got {self.pixel_context}")
+            if self.likelihood != "bernoulli" or self.adversarial or self.channels != 1:
+                raise ValueError("pixel_context (an autoregressive decoder) needs binarized one-channel images and "
+                                 "a Bernoulli likelihood, without the VAE-GAN")
+            if self.pixel_width < 1:
+                raise ValueError(f"pixel_width must be at least 1, got {self.pixel_width}")
         if self.label_in != "nets" and (not self.conditional or self.adversarial):
             raise ValueError(f"label_in={self.label_in} needs a conditional VAE trained on its likelihood "
                              "(conditional=true, adversarial=false)")
@@ -120,12 +135,16 @@ class VAE(GenerativeModel):
         # or 256 logits; the VAE-GAN decodes to an image (one logit per pixel, sigmoid)
         self.out_per_channel = {"bernoulli": 1, "logistic": 2, "categorical": 256}[config.likelihood] \
             if not config.adversarial else 1
+        if config.pixel_context:   # the decoder hands PIXEL_FEATURES features per pixel to the autoregressive head
+            self.out_per_channel = PIXEL_FEATURES
         if config.separate:        # one VAE per class, each its own encoder, head and decoder
             nets = [self._nets() for _ in range(config.num_classes)]
             self.encoder, self.enc_head, self.decoder_in, self.decoder = (
                 nn.ModuleList(part) for part in zip(*nets))
         else:
             self.encoder, self.enc_head, self.decoder_in, self.decoder = self._nets()
+        self.pixel = PixelContext(PIXEL_FEATURES, config.pixel_context, config.pixel_width) \
+            if config.pixel_context else None
         if config.class_prior:     # p(z|y) = N(loc_y, diag(exp(2 log_scale_y))); spread centres break symmetry
             self.prior_loc = nn.Parameter(torch.randn(config.num_classes, L))
             self.prior_log_scale = nn.Parameter(torch.zeros(config.num_classes, L))
@@ -252,12 +271,18 @@ class VAE(GenerativeModel):
         return self.decoder(self.decoder_in(z))
 
     def decoder_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Bernoulli logits (B, C, H, W) of a Bernoulli decoder."""
+        """Bernoulli logits (B, C, H, W) of a factorized Bernoulli decoder."""
+        if self.pixel is not None:
+            raise ValueError("an autoregressive decoder's logits depend on the image too: use log_px_z")
         return self.decoder_params(z, labels)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The decoder's mean image in [0, 1], (B, C, H, W)."""
+        """The decoder's mean image in [0, 1], (B, C, H, W). With the autoregressive decoder, which has no
+        closed-form mean: each pixel's probability given z and the probabilities before it, in raster order
+        (a deterministic picture of p(x|z), differentiable in z)."""
         p = self.decoder_params(z, labels).float()
+        if self.pixel is not None:
+            return self.pixel.draw(p, mean_field=True)
         kind = "image" if self.config.adversarial else self.config.likelihood
         if kind in ("bernoulli", "image"):
             return torch.sigmoid(p)
@@ -290,9 +315,13 @@ class VAE(GenerativeModel):
             return x
         return (x * 256).floor().clamp(0, 255)
 
-    def log_px_z(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) per image in nats, (B,), from decoder output (B, ...) and target (B, C, H, W)."""
+    def log_px_z(self, params: torch.Tensor, target: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x|z) per image in nats, (B,), from decoder output (B, ...) and target (B, C, H, W). An
+        autoregressive decoder reads the target through its masked convolution (``context``: that reading,
+        ``self.pixel.context(target)``, when it is shared by several z of one image)."""
         params, kind, c = params.float(), self.config.likelihood, self.config.channels
+        if self.pixel is not None:
+            params = self.pixel.logits(params, self.pixel.context(target) if context is None else context)
         if kind == "bernoulli":
             return -F.binary_cross_entropy_with_logits(params, target, reduction="none").flatten(1).sum(1)
         if kind == "categorical":
@@ -310,6 +339,10 @@ class VAE(GenerativeModel):
         mu, logvar = self.encode(x, labels)
         mu, logvar = mu.float(), logvar.float()
         std = (0.5 * logvar).exp()
+        context = None
+        if self.pixel is not None:   # the masked reading of x is shared by every z; the per-pixel net bounds the chunk
+            context = self.pixel.context(target)
+            chunk = max(1, min(chunk, PIXEL_CHUNK_ELEMENTS // max(1, context[0].numel() * b)))
         out = []
         for start in range(0, k, chunk):
             kc = min(chunk, k - start)
@@ -320,7 +353,8 @@ class VAE(GenerativeModel):
             tgt = target.unsqueeze(0).expand(kc, *target.shape).flatten(0, 1)
             log_pz = -0.5 * (z.square() + LOG_2PI).sum(-1)                              # (kc, B)
             log_qz = -0.5 * (eps.square() + LOG_2PI + logvar).sum(-1)
-            out.append(self.log_px_z(params, tgt).view(kc, b) + log_pz - log_qz)
+            ctx = context.unsqueeze(0).expand(kc, *context.shape).flatten(0, 1) if context is not None else None
+            out.append(self.log_px_z(params, tgt, ctx).view(kc, b) + log_pz - log_qz)
         return torch.cat(out, 0)
 
     def _terms(self, x: torch.Tensor, labels=None, generator: torch.Generator | None = None):
@@ -417,10 +451,13 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, labels=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decoder means of z ~ N(0, I); conditional models cycle through the classes when no labels are given."""
+        """Decoder means of z ~ N(0, I); conditional models cycle through the classes when no labels are given.
+        With the autoregressive decoder: binary draws x ~ p(x|z), pixel by pixel."""
         z = self.prior_latents(n, generator)
         if self.config.conditional and labels is None:
             labels = torch.arange(n, device=self.device) % self.config.num_classes
+        if self.pixel is not None:
+            return self.pixel.draw(self.decoder_params(z, labels).float(), generator=generator)
         return self.decode(z, labels).float()
 
     @property
@@ -441,6 +478,54 @@ class VAE(GenerativeModel):
         if self.config.conditional:
             labels = (torch.arange(n_rows, device=z.device) % self.config.num_classes).repeat_interleave(n_cols)
         return self.decode(z, labels).float()
+
+
+PIXEL_FEATURES = 8                 # features per pixel from the decoder to the autoregressive head
+PIXEL_CHUNK_ELEMENTS = 1 << 26     # per-pixel activations held at once when scoring many z per image
+
+
+class PixelContext(nn.Module):
+    """The autoregressive head of a PixelVAE decoder for one-channel binary images: logit_i = out(from_z(h_i) +
+    a_i), where h_i are the decoder's features at pixel i and a_i a K x K convolution of the image masked to the
+    pixels before i in raster order (the rows above within K // 2, and the pixels to the left on i's row)."""
+
+    def __init__(self, features: int, kernel: int, width: int):
+        super().__init__()
+        self.kernel = kernel
+        self.masked = nn.Conv2d(1, width, kernel, padding=kernel // 2)
+        mask = torch.zeros(1, 1, kernel, kernel)
+        mask[..., :kernel // 2, :] = 1
+        mask[..., kernel // 2, :kernel // 2] = 1          # mask "A": pixel i itself is not seen
+        self.register_buffer("mask", mask, persistent=False)
+        self.from_z = nn.Linear(features, width)
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1))
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        """The masked reading a of binary images x (B, 1, H, W): (B, H, W, width), channels last."""
+        a = F.conv2d(x.float(), self.masked.weight * self.mask, self.masked.bias, padding=self.kernel // 2)
+        return a.permute(0, 2, 3, 1)
+
+    def logits(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits (B, 1, H, W) from decoder features h (B, F, H, W) and the reading a (B, H, W, width)."""
+        return self.out(self.from_z(h.permute(0, 2, 3, 1)) + a).permute(0, 3, 1, 2)
+
+    def draw(self, h: torch.Tensor, generator: torch.Generator | None = None,
+             mean_field: bool = False) -> torch.Tensor:
+        """Images (B, 1, H, W) pixel by pixel in raster order from decoder features h (B, F, H, W): binary draws,
+        or with ``mean_field`` each pixel's probability given the probabilities before it (deterministic)."""
+        b, _, height, width = h.shape
+        r = self.kernel // 2
+        weight = (self.masked.weight * self.mask)[:, :, :r + 1].flatten(1)      # the rows up to i's: (width, ...)
+        base = self.from_z(h.permute(0, 2, 3, 1))                                # (B, H, W, width)
+        canvas = h.new_zeros(b, 1, height + r, width + 2 * r)                    # image at [r:, r:-r]
+        for i in range(height):
+            for j in range(width):
+                window = canvas[:, :, i:i + r + 1, j:j + 2 * r + 1].flatten(1).clone()
+                logit = self.out(base[:, i, j] + F.linear(window, weight, self.masked.bias))     # (B, 1)
+                p = torch.sigmoid(logit)
+                value = p if mean_field else torch.bernoulli(p, generator=generator)
+                canvas[:, :, r + i, r + j] = value
+        return canvas[:, :, r:, r:r + width]
 
 
 def discretized_logistic_log_prob(k: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:

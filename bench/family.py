@@ -11,6 +11,7 @@ Writes bench/results/PRESET-DATA[-VARIANT].json and .png, and docs/figures/PRESE
     python bench/family.py gans --data mnist                     # a family: gans, vaes, flows, autoregressive
     python bench/family.py vae-mlp,iwae --data mnist --iwae-k 5000
     python bench/family.py vae --data mnist --steps 60000 --set lr_decay=cosine --variant long
+    python bench/family.py vae --data mnist ... --iwae-k 5000 --score-only      # rescore that run folder, no training
 """
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ def figures(model, data: str, name: str) -> dict:
 
 
 def bench_one(preset: str, data: str, steps: int | None, sets: list[str], variant: str, iwae_k: int,
-              n: int, argv: list[str], metrics: str | None = None, resume: bool = False) -> None:
+              n: int, argv: list[str], metrics: str | None = None, resume: bool = False,
+              score_only: bool = False) -> None:
     name = f"{preset}-{data}" + (f"-{variant}" if variant != "default" else "")
     run_dir = Path("runs") / f"bench-{name}"
     # --resume continues an interrupted run folder of the same name (its training time counts every session)
@@ -95,7 +97,12 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
         train += ["--steps", str(steps)]
     for s in sets:
         train += ["--set", s]
-    run(train)
+    if score_only:   # the run folder was trained by this command before: score and draw it as it is
+        if not (run_dir / "summary.json").exists():
+            raise SystemExit(f"--score-only needs a trained {run_dir}; train it first (drop --score-only)")
+        train[train.index("--resume") if "--resume" in train else train.index("--overwrite")] = "--overwrite"
+    else:
+        run(train)
     summary = json.loads((run_dir / "summary.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     model = genzoo.load(run_dir)
@@ -119,7 +126,8 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
         if (run_dir / "coverage.jsonl").exists() else []
     write_result(name, {
         "model": preset, "dataset": data, "variant": variant,
-        "command": "python bench/family.py " + " ".join(argv),
+        "command": "python bench/family.py " + " ".join(a for a in argv if a != "--score-only"),
+        **({"scored_by": "python bench/family.py " + " ".join(argv)} if score_only else {}),
         "train_command": " ".join(["genzoo"] + train[3:]),
         "eval_command": " ".join(["genzoo"] + ev_cmd[3:]) if metrics else None,
         "run": str(run_dir), "checkpoint": ev["checkpoint"], "seed": config["train"]["seed"],
@@ -146,6 +154,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10_000, help="generated images for the sample-quality metrics")
     p.add_argument("--metrics", help="genzoo eval --metrics (default: every metric that applies)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run folder instead of retraining")
+    p.add_argument("--score-only", action="store_true",
+                   help="score and draw the run folder this command trained before, without training")
     argv = sys.argv[1:]
     args = p.parse_args(argv)
     presets = FAMILIES.get(args.presets, tuple(args.presets.split(",")))
@@ -155,7 +165,7 @@ def main() -> None:
     for preset in presets:   # each result records the command that reruns it alone
         one = [preset if a == args.presets else a for a in argv]
         bench_one(preset, args.data, args.steps, args.set, args.variant, args.iwae_k, args.n, one, args.metrics,
-                  args.resume)
+                  args.resume, args.score_only)
 
 
 if __name__ == "__main__":

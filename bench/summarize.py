@@ -249,14 +249,35 @@ def vae_section(results: list[dict]) -> list[str]:
         runs = [r for r in vaes if r["model"] == model and r["dataset"] == "mnist" and "nll_nats" in r["metrics"]]
         if runs:
             tried = "; ".join(f"{r.get('variant', 'default')}: {r['train_steps']} steps"
+                              + (f" with the autoregressive decoder (pixel_context={r['config']['pixel_context']})"
+                                 if (r.get("config") or {}).get("pixel_context") else "")
                               + (f" with {r['train_config']['lr_decay']} lr decay"
                                  if r.get("train_config", {}).get("lr_decay", "none") != "none" else "")
                               + f" in {_min(r.get('train_wall_s'))}, {r['metrics']['nll_nats']:.2f} nats "
                               f"(k={r['metrics'].get('iwae_k')})" for r in runs)
-            best = min(r["metrics"]["nll_nats"] for r in runs)
-            lines.append(f"- `{model}` toward <= {aim:.2f} nats: {tried}. "
-                         + ("Met." if best <= aim else f"Best {best:.2f}, missed by {best - aim:.2f} nats."))
+            lines.append(f"- `{model}` toward <= {aim:.2f} nats: {tried}. " + _aim_verdict(runs, aim))
     return lines + [""]
+
+
+def _autoregressive_decoder(r: dict) -> bool:
+    return bool((r.get("config") or {}).get("pixel_context"))
+
+
+def _aim_verdict(runs: list[dict], aim: float) -> str:
+    """Met or missed by the best run; where an autoregressive decoder is best, also the factorized decoders' best
+    (the published anchors are factorized)."""
+    def nll(r):
+        return r["metrics"]["nll_nats"]
+
+    def says(r):
+        return ("Met" if nll(r) <= aim else f"Best {nll(r):.2f}, missed by {nll(r) - aim:.2f} nats") + \
+            f" ({r.get('variant', 'default')})"
+    best = min(runs, key=nll)
+    factorized = [r for r in runs if not _autoregressive_decoder(r)]
+    if _autoregressive_decoder(best) and factorized:
+        return f"{says(best)}, with the autoregressive decoder; with a factorized decoder: " \
+               f"{says(min(factorized, key=nll))}."
+    return says(best) + "."
 
 
 def likelihood_section(results: list[dict]) -> list[str]:
@@ -284,7 +305,8 @@ def likelihood_section(results: list[dict]) -> list[str]:
                 gap = m["nll_nats"] - NATS_AIMS[r["model"]]
                 over = (r.get("train_wall_s") or 0) > 3600
                 verdict = ("met" if gap <= 0 else f"missed by {gap:.2f} nats") + \
-                    (" (trained longer than 60 min)" if over else "")
+                    (" (trained longer than 60 min)" if over else "") + \
+                    (" (autoregressive decoder)" if _autoregressive_decoder(r) else "")
         if r["dataset"] == "mnist" and "bpd" in m and r["model"] in BPD_ANCHORS and not _conditional(r):
             name, value = BPD_ANCHORS[r["model"]]
             anchor = f"{name}: {value:.2f} bpd"

@@ -102,3 +102,15 @@ def test_classify_records_the_options_that_changed_the_fit(tmp_path):
     assert _summarize()._runs_label({"run": "runs/bench-a", "metrics": {"bayes_acc": 0.9, "draws": 4}}) == \
         "`a` (4 draws)"
     assert _summarize()._runs_label({"run": "runs/bench-a", "metrics": {"bayes_acc": 0.9}}) == "`a`"
+
+
+def test_likelihood_aim_names_the_factorized_best_when_an_autoregressive_decoder_wins():
+    verdict = _summarize()._aim_verdict
+
+    def run(variant, nll, pixel=0):
+        return {"variant": variant, "metrics": {"nll_nats": nll}, "config": {"pixel_context": pixel}}
+    assert verdict([run("default", 87.0), run("long", 86.5)], 82.0) == "Best 86.50, missed by 4.50 nats (long)."
+    assert verdict([run("default", 87.0), run("pixel", 81.5, 7)], 82.0) == \
+        "Met (pixel), with the autoregressive decoder; with a factorized decoder: Best 87.00, missed by 5.00 nats " \
+        "(default)."
+    assert verdict([run("pixel", 83.0, 7)], 82.0) == "Best 83.00, missed by 1.00 nats (pixel)."

@@ -345,8 +345,9 @@ def test_pixel_decoder_samples_decodes_and_refusals():
     torch.manual_seed(0)
     model = build_model("vae", dataclasses.replace(tiny_config("vae"), pixel_context=3, pixel_width=4)).eval()
     g = lambda: torch.Generator().manual_seed(3)   # noqa: E731
-    a, b = model.sample(5, generator=g()), model.sample(5, generator=g())
+    a, b = model.sample(5, generator=g(), binary=True), model.sample(5, generator=g(), binary=True)
     assert torch.equal(a, b) and a.shape == (5, 1, 8, 8) and set(a.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(model.sample(5, generator=g()), model.decode(model.prior_latents(5, g())))
     z = torch.randn(3, model.config.latent_dim, requires_grad=True)
     mean = model.decode(z)                                   # probabilities, deterministic and differentiable in z
     assert torch.equal(mean, model.decode(z)) and 0 <= mean.min() and mean.max() <= 1
@@ -356,6 +357,8 @@ def test_pixel_decoder_samples_decodes_and_refusals():
     assert model.elbo(x).shape == model.log_prob(x, k=4).shape == (3,)
     with pytest.raises(ValueError, match="depend on the image"):
         model.decoder_logits(z)
+    with pytest.raises(ValueError, match="autoregressive decoder"):
+        _tiny().sample(2, binary=True)
     with pytest.raises(ValueError, match="odd kernel"):
         VAEConfig(pixel_context=4)
     with pytest.raises(ValueError, match="one-channel"):

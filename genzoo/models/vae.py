@@ -453,13 +453,17 @@ class VAE(GenerativeModel):
     # -- sampling
 
     @torch.no_grad()
-    def sample(self, n: int, labels=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decoder means of z ~ N(0, I); conditional models cycle through the classes when no labels are given.
-        With the autoregressive decoder: binary draws x ~ p(x|z), pixel by pixel."""
+    def sample(self, n: int, labels=None, generator: torch.Generator | None = None,
+               binary: bool = False) -> torch.Tensor:
+        """Decoder means of z ~ N(0, I) (``decode``); conditional models cycle through the classes when no labels
+        are given. ``binary`` (autoregressive decoder only): binary draws x ~ p(x|z) instead, pixel by pixel."""
         z = self.prior_latents(n, generator)
         if self.config.conditional and labels is None:
             labels = torch.arange(n, device=self.device) % self.config.num_classes
-        if self.pixel is not None:
+        if binary:
+            if self.pixel is None:
+                raise ValueError("binary draws are for the autoregressive decoder (pixel_context > 0); a factorized "
+                                 "decoder's draws are torch.bernoulli(sample(n))")
             return self.pixel.draw(self.decoder_params(z, labels).float(), generator=generator)
         return self.decode(z, labels).float()
 

@@ -27,6 +27,7 @@ vaegan differ only in the options below.
   (mask "A" of van den Oord et al. 2016) reads the image; its output and the decoder's features at i meet in a
   per-pixel network that gives pixel i's Bernoulli logit. Scoring is one parallel pass; drawing is pixel by pixel.
   The latent keeps the global shape, the masked context the local detail a factorized decoder cannot express.
+  With label_in = "separate" the classes' decoders share this one head.
 Decoders p(x|z): "bernoulli" on binarized images; for 8-bit images "logistic", the discretised
 logistic of Salimans et al. 2017 (eq. 2, one component; edge bins take the tails), or "categorical",
 a 256-way softmax per pixel. "auto" is bernoulli where the data set's likelihood is reported on

@@ -91,7 +91,8 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
     name = f"{preset}-{data}" + (f"-{variant}" if variant != "default" else "")
     run_dir = Path("runs") / f"bench-{name}"
     # --resume continues an interrupted run folder of the same name (its training time counts every session)
-    again = ["--resume"] if resume and (run_dir / "trainer_state.pt").exists() else ["--overwrite"]
+    # (with --score-only the record names the command that trains the folder from scratch)
+    again = ["--resume"] if resume and not score_only and (run_dir / "trainer_state.pt").exists() else ["--overwrite"]
     train = genzoo_cmd() + ["train", preset, "--data", data, "--out", str(run_dir), *again, "--no-progress"]
     if steps:
         train += ["--steps", str(steps)]
@@ -100,7 +101,6 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
     if score_only:   # the run folder was trained by this command before: score and draw it as it is
         if not (run_dir / "summary.json").exists():
             raise SystemExit(f"--score-only needs a trained {run_dir}; train it first (drop --score-only)")
-        train[train.index("--resume") if "--resume" in train else train.index("--overwrite")] = "--overwrite"
     else:
         run(train)
     summary = json.loads((run_dir / "summary.json").read_text())

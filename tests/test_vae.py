@@ -359,6 +359,8 @@ def test_pixel_decoder_samples_decodes_and_refusals():
         model.decoder_logits(z)
     with pytest.raises(ValueError, match="autoregressive decoder"):
         _tiny().sample(2, binary=True)
+    with pytest.raises(ValueError, match="true or false"):
+        model.sample(2, binary="maybe")
     with pytest.raises(ValueError, match="odd kernel"):
         VAEConfig(pixel_context=4)
     with pytest.raises(ValueError, match="one-channel"):

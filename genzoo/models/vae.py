@@ -461,6 +461,8 @@ class VAE(GenerativeModel):
         z = self.prior_latents(n, generator)
         if self.config.conditional and labels is None:
             labels = torch.arange(n, device=self.device) % self.config.num_classes
+        if not isinstance(binary, bool):
+            raise ValueError(f"binary must be true or false, got {binary!r}")
         if binary:
             if self.pixel is None:
                 raise ValueError("binary draws are for the autoregressive decoder (pixel_context > 0); a factorized "

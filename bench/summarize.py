@@ -250,7 +250,7 @@ def vae_section(results: list[dict]) -> list[str]:
         if runs:
             tried = "; ".join(f"{r.get('variant', 'default')}: {r['train_steps']} steps"
                               + (f" with the autoregressive decoder (pixel_context={r['config']['pixel_context']})"
-                                 if (r.get("config") or {}).get("pixel_context") else "")
+                                 if _autoregressive_decoder(r) else "")
                               + (f" with {r['train_config']['lr_decay']} lr decay"
                                  if r.get("train_config", {}).get("lr_decay", "none") != "none" else "")
                               + f" in {_min(r.get('train_wall_s'))}, {r['metrics']['nll_nats']:.2f} nats "

@@ -319,7 +319,7 @@ class VAE(GenerativeModel):
     def log_px_z(self, params: torch.Tensor, target: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """log p(x|z) per image in nats, (B,), from decoder output (B, ...) and target (B, C, H, W). An
         autoregressive decoder reads the target through its masked convolution (``context``: that reading,
-        ``self.pixel.context(target)``, when it is shared by several z of one image)."""
+        ``self.pixel.context(x)``, when it is shared by several z of each image x; see PixelContext.logits)."""
         params, kind, c = params.float(), self.config.likelihood, self.config.channels
         if self.pixel is not None:
             params = self.pixel.logits(params, self.pixel.context(target) if context is None else context)
@@ -354,8 +354,7 @@ class VAE(GenerativeModel):
             tgt = target.unsqueeze(0).expand(kc, *target.shape).flatten(0, 1)
             log_pz = -0.5 * (z.square() + LOG_2PI).sum(-1)                              # (kc, B)
             log_qz = -0.5 * (eps.square() + LOG_2PI + logvar).sum(-1)
-            ctx = context.unsqueeze(0).expand(kc, *context.shape).flatten(0, 1) if context is not None else None
-            out.append(self.log_px_z(params, tgt, ctx).view(kc, b) + log_pz - log_qz)
+            out.append(self.log_px_z(params, tgt, context).view(kc, b) + log_pz - log_qz)
         return torch.cat(out, 0)
 
     def _terms(self, x: torch.Tensor, labels=None, generator: torch.Generator | None = None):
@@ -517,8 +516,11 @@ class PixelContext(nn.Module):
         return a.permute(0, 2, 3, 1)
 
     def logits(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits (B, 1, H, W) from decoder features h (B, F, H, W) and the reading a (B, H, W, width)."""
-        return self.out(self.from_z(h.permute(0, 2, 3, 1)) + a).permute(0, 3, 1, 2)
+        """Bernoulli logits (B, 1, H, W) from decoder features h (B, F, H, W) and the reading a (B', H, W, width)
+        of B' images, B a multiple of B': row r of h goes with image r mod B' (several z of each image, z-major)."""
+        u = self.from_z(h.permute(0, 2, 3, 1))                                  # (B, H, W, width)
+        u = (u.unflatten(0, (-1, len(a))) + a).flatten(0, 1)                   # a broadcast, never copied per z
+        return self.out(u).permute(0, 3, 1, 2)
 
     def draw(self, h: torch.Tensor, generator: torch.Generator | None = None,
              mean_field: bool = False) -> torch.Tensor:

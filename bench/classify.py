@@ -6,7 +6,9 @@ the test set beside genzoo's shipped discriminative classifier, clean and under 
         --noise 0,0.1,0.2,0.3
 With --mixture the runs make one row: their equal-weight mixture p(x|y) = (1/M) sum_m p_m(x|y), written to
 bench/results/classify-mixture-<run names joined by +>.json. With --draws M each test image is binarized (or
-dequantized) M times and log p(x|y) averaged over the draws; the name gains -drawsM.
+dequantized) M times and log p(x|y) averaged over the draws; the name gains -drawsM. With --binarize threshold a
+binarized model scores the test images thresholded at grey level 1/2, and the discriminative classifier is also
+measured on them; the name gains -threshold.
 A run the Bayes classifier refuses (unconditional, no likelihood) is reported and skipped. Conditional diffusion
 runs are scored with their bound estimated from --bound-steps timesteps (K + 1 network passes per image and class).
 """
@@ -58,6 +60,8 @@ def main() -> None:
                    help=f"timesteps of a diffusion model's bound estimate (default {DEFAULT_BOUND_STEPS})")
     p.add_argument("--draws", type=int, default=1,
                    help="binarizations (or dequantizations) of each test image, log p(x|y) averaged (default 1)")
+    p.add_argument("--binarize", default="sample", choices=["sample", "threshold"],
+                   help="a binarized model's inputs: a Bernoulli draw (default) or the threshold at 1/2")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--mixture", action="store_true",
                    help="one row for the equal-weight mixture of all the runs (genzoo classify --mix)")
@@ -76,7 +80,8 @@ def main() -> None:
             cmd = genzoo_cmd() + ["classify", str(run), *(["--mix", *mix] if mix else []),
                                   "--test", "--n", str(args.n), "--noise-std", *stds,
                                   "--iwae-k", str(args.iwae_k), "--bound-steps", str(args.bound_steps),
-                                  "--draws", str(args.draws), "--batch-size", str(args.batch_size),
+                                  "--draws", str(args.draws), "--binarize", args.binarize,
+                                  "--batch-size", str(args.batch_size),
                                   "--out", str(out)]
             print("+", " ".join(cmd), flush=True)
             if subprocess.run(cmd).returncode != 0:
@@ -85,6 +90,7 @@ def main() -> None:
             res = json.loads(out.read_text())
         name = "mixture-" + "+".join(Path(r).name for r in group) if mix else Path(run).name
         name += f"-draws{args.draws}" if args.draws > 1 else ""
+        name += f"-{args.binarize}" if args.binarize != "sample" else ""
         metrics = {"bayes_acc": res["bayes_acc"]}
         if "discriminative_acc" in res:
             metrics["discriminative_acc"] = res["discriminative_acc"]
@@ -97,6 +103,7 @@ def main() -> None:
             **({"mixture_runs": [str(r) for r in group]} if mix else {}),
             "command": f"python bench/classify.py {' '.join(map(str, group))} --data {args.data} --n {args.n} "
                        f"--noise {args.noise} {cost}" + (f" --draws {args.draws}" if args.draws > 1 else "")
+                       + (f" --binarize {args.binarize}" if args.binarize != "sample" else "")
                        + (" --mixture" if mix else ""),
             "checkpoint": res["checkpoint"], "split": "test", "n_test": res["n"], "estimator": res["estimator"],
             "prior": res["prior"], "inputs": res["inputs"], "noise": res["noise"],

@@ -357,6 +357,8 @@ def apps_section(apps: dict) -> list[str]:
         for r in apps["classify"]:
             for row in r["by_noise"]:
                 disc = f"{row['discriminative_acc']:.4f}" if "discriminative_acc" in row else ""
+                if "discriminative_thresholded_acc" in row:
+                    disc += f" ({row['discriminative_thresholded_acc']:.4f} thresholded)"
                 lines.append(f"| {_runs_label(r)} | {r['dataset']} | {r['n_test']} | "
                              f"{r['estimator'].replace('|', chr(92) + '|')} | "
                              f"{row['noise_std']} | {row['bayes_acc']:.4f} | {disc} | {_min(r['wall_s'])} | "

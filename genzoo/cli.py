@@ -489,13 +489,15 @@ def cmd_classify(args) -> int:
     if args.test:
         result = bayes_accuracy(model, config["data"], n=args.n, noise_stds=args.noise_std, k=args.iwae_k,
                                 steps=args.bound_steps, seed=args.seed, draws=args.draws, prior=args.prior,
-                                batch_size=args.batch_size, progress=not args.no_progress)
+                                batch_size=args.batch_size, binarize=args.binarize, progress=not args.no_progress)
         result = {**_run_record(args, config["model_name"]), **({"mixture_runs": [args.run, *args.mix]}
                                                                if args.mix else {}), **result}
         print(f"{config['model_name']} as a Bayes classifier on {result['n']} {config['data']} test images "
               f"({result['estimator']}, {result['prior']} prior; inputs: {result['inputs']})")
         for row in result["by_noise"]:
             disc = f"   discriminative {row['discriminative_acc']:.4f}" if "discriminative_acc" in row else ""
+            if "discriminative_thresholded_acc" in row:
+                disc += f" (on the thresholded images {row['discriminative_thresholded_acc']:.4f})"
             print(f"  noise std {row['noise_std']:<5g} bayes_acc {row['bayes_acc']:.4f}{disc}")
         _write_json(result, Path(args.out) if args.out else Path(args.run) / "classify.json")
         return 0
@@ -509,7 +511,7 @@ def cmd_classify(args) -> int:
     if args.prior == "train":
         freqs = torch.bincount(load_split(config["data"], "train").labels, minlength=first.config.num_classes)
     post = posterior(model, x, k=args.iwae_k, steps=args.bound_steps, seed=args.seed, draws=args.draws,
-                     class_frequencies=freqs)
+                     binarize=args.binarize, class_frequencies=freqs)
     for path, p in zip(args.image, post):
         top = int(p.argmax())
         print(f"{path}: class {top} (p = {p[top]:.4f}); p(y|x) = {', '.join(f'{v:.3g}' for v in p.tolist())}")
@@ -769,6 +771,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--draws", type=int, default=1,
                    help="binarizations (or dequantizations) of each image, seeds SEED, SEED + 1, ...; log p(x|y) "
                         "is averaged over them (default 1)")
+    s.add_argument("--binarize", default="sample", choices=["sample", "threshold"],
+                   help="a binarized model's inputs: one Bernoulli draw per pixel with p = grey level (sample, "
+                        "default), or 1 where the grey level is at least 1/2 (threshold: additive noise well below "
+                        "1/2 is then mostly gone)")
     s.add_argument("--batch-size", type=int, default=100)
     s.add_argument("--out", help="--test: result JSON (default RUN/classify.json)")
     s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genzoo.apps.classify import add_noise, class_log_likelihoods, likelihood_estimator, posterior
+from genzoo.apps.classify import add_noise, class_log_likelihoods, likelihood_estimator, model_inputs, posterior
 from genzoo.classifier import accuracy, load_frozen
 from genzoo.cli import main
 from genzoo.data import load_split
@@ -309,3 +309,50 @@ def test_classify_with_draws(runs, capsys):
     capsys.readouterr()
     assert main(["classify", str(runs / "cvae"), "--test", "--draws", "0", "--no-progress"]) == 2
     assert "draws must be" in _one_error(capsys.readouterr().err)
+
+
+def test_threshold_scores_the_grey_image_at_one_half():
+    # a binarized model scores 1 where the 8-bit level is at least 128, the same image whatever the seed; exact
+    # log p of that image, class by class, from log_prob itself
+    model = _model("pixelcnn", conditional=True)
+    x = _images(4)
+    hand_x = (x >= 128).float()
+    assert torch.equal(model_inputs(model, x, seed=3, binarize="threshold"), hand_x)
+    assert torch.equal(model_inputs(model, x.float() / 255, binarize="threshold"), hand_x)   # floats read as levels
+    hand = torch.stack([model.log_prob(hand_x, labels=torch.full((4,), c)).double() for c in range(10)], 1)
+    for seed in (0, 7):
+        ll = class_log_likelihoods(model, x, seed=seed, binarize="threshold", batch_size=3)
+        assert torch.allclose(ll, hand, rtol=0, atol=1e-4)
+    assert not torch.allclose(class_log_likelihoods(model, x), hand, rtol=0, atol=1e-3)     # a draw is another image
+
+
+def test_threshold_is_refused_where_it_means_nothing():
+    x = _images()
+    with pytest.raises(GenzooError, match="binarized images"):
+        model_inputs(_model("glow", conditional=True), x, binarize="threshold")     # scores dequantized images
+    model = _model("pixelcnn", conditional=True)
+    with pytest.raises(GenzooError, match="draws must be 1"):
+        class_log_likelihoods(model, x, draws=2, binarize="threshold")
+    with pytest.raises(GenzooError, match="binarize must be one of"):
+        class_log_likelihoods(model, x, binarize="round")
+
+
+def test_classify_thresholded_test_set_measures_both_classifiers_on_it(runs, capsys):
+    out = runs / "threshold.json"
+    assert main(["classify", str(runs / "cvae"), "--test", "--iwae-k", "4", "--n", "60", "--noise-std", "0.1",
+                 "--binarize", "threshold", "--no-progress", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["binarize"] == "threshold" and res["inputs"].startswith("binarized by threshold")
+    import genzoo
+    test = load_split("digits", "test")
+    noisy = add_noise(test.images, 0.1, 1)[:60]
+    ll = class_log_likelihoods(genzoo.load(runs / "cvae"), noisy, k=4, binarize="threshold")
+    row = res["by_noise"][1]
+    assert row["bayes_acc"] == pytest.approx((ll.argmax(1) == test.labels[:60]).double().mean().item(), abs=1e-12)
+    thresholded = ((noisy >= 128) * 255).to(torch.uint8)
+    disc = accuracy(load_frozen("digits")[0], thresholded, test.labels[:60])
+    assert row["discriminative_thresholded_acc"] == pytest.approx(disc, abs=1e-6)      # accuracy() is float32
+    assert "on the thresholded images" in capsys.readouterr().out
+    assert main(["classify", str(runs / "cvae"), "--test", "--binarize", "threshold", "--draws", "2",
+                 "--no-progress"]) == 2
+    assert "draws must be 1" in _one_error(capsys.readouterr().err)

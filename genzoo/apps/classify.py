@@ -23,7 +23,10 @@ levels k = round(255 x), then a binarized model gets one Bernoulli draw with p =
 uniform dequantization (k + u) / 256, both from a generator seeded with ``seed`` (0: the evaluation's draws).
 With ``draws`` = M the log-likelihood is averaged over M such draws (seeds seed to seed + M - 1): for a binarized
 model an estimate of E_b[log p(b|y)] over the binarizations b of the grey image. One binarization throws away the
-grey levels at random; on MNIST the average over a few classifies better (BENCHMARKS.md).
+grey levels at random; on MNIST the average over a few classifies better (BENCHMARKS.md). With ``binarize`` =
+"threshold" a binarized model scores instead the deterministic image k >= 128 (grey level at least 1/2): additive
+noise well below 1/2, which a Bernoulli draw turns into stray foreground pixels all over the background, then
+rarely crosses the threshold.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from . import DEFAULT_BOUND_STEPS
 
 MAX_IWAE_K = 100_000
 MAX_DRAWS = 1000
+BINARIZE = ("sample", "threshold")   # how a binarized model's inputs are made from 8-bit images
 
 
 def members(model) -> list:
@@ -108,15 +112,36 @@ def describe(estimator: str, kw: dict) -> str:
     return f"variational bound on log p(x|y), {kw['steps']} timesteps (stratified estimate)"
 
 
-def model_inputs(model, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """What ``log_prob`` scores for images ``x`` (N, C, H, W), uint8 or float in [0, 1]: the 8-bit levels,
-    binarized (binarized models) or dequantized (all others) with a generator seeded with ``seed``."""
+def _check_binarize(model, binarize: str) -> None:
+    if binarize not in BINARIZE:
+        raise GenzooError(f"binarize must be one of {', '.join(BINARIZE)}, got {binarize!r}.")
+    if binarize == "threshold" and not is_binarized(members(model)[0]):
+        raise GenzooError("binarize=threshold is for models of binarized images; this model scores dequantized "
+                          "8-bit images.")
+
+
+def levels(x: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, H, W), uint8 or float in [0, 1], as 8-bit levels k = round(255 x) (uint8)."""
     if x.dtype == torch.uint8:
-        k = x
-    else:
-        if x.min() < 0 or x.max() > 1:
-            raise GenzooError("images must be in [0, 1].")
-        k = (x.float() * 255).round().to(torch.uint8)
+        return x
+    if x.min() < 0 or x.max() > 1:
+        raise GenzooError("images must be in [0, 1].")
+    return (x.float() * 255).round().to(torch.uint8)
+
+
+def threshold(k: torch.Tensor) -> torch.Tensor:
+    """8-bit levels (uint8) -> float {0, 1}: 1 where the grey level is at least 1/2 (k >= 128)."""
+    return (k >= 128).float()
+
+
+def model_inputs(model, x: torch.Tensor, seed: int = 0, binarize: str = "sample") -> torch.Tensor:
+    """What ``log_prob`` scores for images ``x`` (N, C, H, W), uint8 or float in [0, 1]: the 8-bit levels,
+    binarized (binarized models: one Bernoulli draw, or with ``binarize`` = "threshold" k >= 128) or dequantized
+    (all others), the draws from a generator seeded with ``seed``."""
+    _check_binarize(model, binarize)
+    k = levels(x)
+    if binarize == "threshold":
+        return threshold(k)
     return binarize_fixed(k, seed) if is_binarized(members(model)[0]) else dequantize_fixed(k, seed)
 
 
@@ -127,8 +152,10 @@ def draws_text(model, draws: int) -> str:
     return f", averaged over {draws} {'binarizations' if is_binarized(model) else 'dequantizations'} of each image"
 
 
-def inputs_text(model, seed: int = 0, draws: int = 1) -> str:
+def inputs_text(model, seed: int = 0, draws: int = 1, binarize: str = "sample") -> str:
     """The inputs the classifier scores, in words, as results state them."""
+    if binarize == "threshold":
+        return "binarized by threshold (1 where the 8-bit level is at least 128)"
     kind = "binarized" if is_binarized(model) else "dequantized"
     if draws == 1:
         return f"{kind} (seed {seed})"
@@ -146,7 +173,7 @@ def _check_shape(model, x: torch.Tensor) -> None:
 @torch.no_grad()
 def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = DEFAULT_BOUND_STEPS, seed: int = 0,
                           draws: int = 1, batch_size: int = 100, prepared: bool = False,
-                          progress: bool = False) -> torch.Tensor:
+                          binarize: str = "sample", progress: bool = False) -> torch.Tensor:
     """log p(x|y) for every image and every class, (N, C) float64 nats.
 
     ``x`` (N, C, H, W): images (uint8, or float in [0, 1]) scored as ``model_inputs`` prepares them, or with
@@ -162,9 +189,13 @@ def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = 
     negative cross-entropy from the image's own Bernoulli distribution to p(.|y); for a dequantized one, the
     dequantization bound E_u[log p((k + u)/256 | y)] on the 8-bit levels k. One draw of an exact likelihood is
     an unbiased estimate of it (of a bound, through the bound), and M draws have 1/M of its variance.
+    ``binarize`` = "threshold" scores a binarized model on the deterministic k >= 128 instead (one draw only).
     """
     estimator, kw = likelihood_estimator(model, k, steps)
     _check_shape(model, x)
+    _check_binarize(model, binarize)
+    if binarize == "threshold" and draws > 1:
+        raise GenzooError("thresholded inputs are not drawn: draws must be 1 with binarize=threshold.")
     if not 1 <= batch_size <= 100_000:
         raise GenzooError(f"batch_size must be between 1 and 100000, got {batch_size}.")
     if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_DRAWS:
@@ -174,7 +205,7 @@ def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = 
             raise GenzooError("draws > 1 draws the inputs again: pass the images, not prepared inputs.")
         return torch.stack([class_log_likelihoods(model, x, k=k, steps=steps, seed=seed + d, batch_size=batch_size,
                                                   progress=progress) for d in range(draws)]).mean(0)
-    xp = x.float() if prepared else model_inputs(model, x, seed)
+    xp = x.float() if prepared else model_inputs(model, x, seed, binarize)
     if isinstance(model, (list, tuple)):
         each = torch.stack([class_log_likelihoods(m, xp, k=k, steps=steps, seed=seed, batch_size=batch_size,
                                                   prepared=True, progress=progress) for m in members(model)])
@@ -234,15 +265,17 @@ def add_noise(images: torch.Tensor, std: float, seed: int = 0) -> torch.Tensor:
 
 def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0,), k: int = 100,
                    steps: int = DEFAULT_BOUND_STEPS, seed: int = 0, draws: int = 1, prior: str = "uniform",
-                   batch_size: int = 100, discriminative=None, progress: bool = True) -> dict:
+                   batch_size: int = 100, binarize: str = "sample", discriminative=None, progress: bool = True) -> dict:
     """Accuracy of the Bayes classifier on the first ``n`` test images of ``dataset`` (all when None), clean and
     under additive Gaussian noise of each std in ``noise_stds`` (clipped to [0, 1], seed ``seed``), beside the
     ``discriminative`` classifier (genzoo's shipped frozen classifier for the data set when None and one ships).
 
     ``prior`` is "uniform" or "train" (the class frequencies of the train split). ``model`` may be a list of
     models: their equal-weight mixture. ``draws``: input draws averaged per image (``class_log_likelihoods``).
-    Returns a record with ``bayes_acc`` and ``discriminative_acc`` per std, the estimator, the prior and the
-    counts.
+    ``binarize`` = "threshold": the Bayes classifier scores the thresholded images, and the discriminative
+    classifier is also measured on those images (``discriminative_thresholded_acc``), to tell the threshold's
+    part from the model's. Returns a record with ``bayes_acc`` and ``discriminative_acc`` per std, the
+    estimator, the prior and the counts.
     """
     from ..classifier import load_frozen, predict
     from ..data import load_split
@@ -255,6 +288,7 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
     if test.num_classes != first.config.num_classes:
         raise GenzooError(f"{dataset} has {test.num_classes} classes, the model {first.config.num_classes}.")
     _check_shape(model, test.images[:1])
+    _check_binarize(model, binarize)
     total = len(test.images)
     n = total if n is None else n
     if not 1 <= n <= total:
@@ -279,13 +313,16 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
         noisy = add_noise(test.images, std, seed + 1)
         post = posterior(log_likelihoods=class_log_likelihoods(model, noisy[:n], k=k, steps=steps, seed=seed,
                                                                draws=draws, batch_size=batch_size,
-                                                               progress=progress),
+                                                               binarize=binarize, progress=progress),
                          class_frequencies=freqs)
         row = {"noise_std": std, "bayes_acc": (post.argmax(1) == labels).double().mean().item(),
                "bayes_mean_true_class_prob": post[torch.arange(n), labels].mean().item()}
         if discriminative is not None:
             probs = predict(discriminative, noisy[:n])[1]
             row["discriminative_acc"] = (probs.argmax(1) == labels).double().mean().item()
+            if binarize == "threshold":
+                probs = predict(discriminative, (threshold(noisy[:n]) * 255).to(torch.uint8))[1]
+                row["discriminative_thresholded_acc"] = (probs.argmax(1) == labels).double().mean().item()
         rows.append(row)
     return {"dataset": dataset, "split": "test", "n": n,
             "estimator": describe(estimator, kw) + (f", of the equal-weight mixture of {m} models" if m > 1 else "")
@@ -293,7 +330,8 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
             **({"mixture_of": m} if m > 1 else {}),
             **({"iwae_k": kw["k"]} if "k" in kw else {}), **({"bound_steps": kw["steps"]} if "steps" in kw else {}),
             "prior": "uniform" if freqs is None else "train-split class frequencies",
-            "inputs": inputs_text(first, seed, draws), **({"draws": draws} if draws > 1 else {}),
+            "inputs": inputs_text(first, seed, draws, binarize), **({"draws": draws} if draws > 1 else {}),
+            **({"binarize": binarize} if binarize != "sample" else {}),
             "noise": f"additive N(0, std^2) in [0, 1] units, clipped to [0, 1], 8-bit, seed {seed + 1}",
             "discriminative": disc_record, "by_noise": rows, "wall_s": round(time.perf_counter() - t0, 1),
             "bayes_acc": rows[0]["bayes_acc"],

@@ -107,6 +107,7 @@ def main() -> None:
                        + (" --mixture" if mix else ""),
             "checkpoint": res["checkpoint"], "split": "test", "n_test": res["n"], "estimator": res["estimator"],
             "prior": res["prior"], "inputs": res["inputs"], "noise": res["noise"],
+            **({"binarize": res["binarize"]} if "binarize" in res else {}),
             "discriminative": res["discriminative"], "by_noise": res["by_noise"], "wall_s": res["wall_s"],
             "trained": trained_record(run) if not mix else [trained_record(r) for r in group],
             "metrics": metrics})

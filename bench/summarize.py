@@ -322,10 +322,11 @@ def _run_label(run: str) -> str:
 
 def _runs_label(r: dict) -> str:
     """The run of an application row, or the runs of a mixture joined by +; a classifier's input draws if more
-    than one."""
+    than one, or its thresholded inputs."""
     draws = r.get("metrics", {}).get("draws", 1)
     return (" + ".join(_run_label(run) for run in r.get("mixture_runs", [r["run"]]))
-            + (f" ({draws} draws)" if draws > 1 else ""))
+            + (f" ({draws} draws)" if draws > 1 else "")
+            + (" (thresholded)" if r.get("binarize") == "threshold" else ""))
 
 
 def apps_section(apps: dict) -> list[str]:

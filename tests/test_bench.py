@@ -102,6 +102,8 @@ def test_classify_records_the_options_that_changed_the_fit(tmp_path):
     assert _summarize()._runs_label({"run": "runs/bench-a", "metrics": {"bayes_acc": 0.9, "draws": 4}}) == \
         "`a` (4 draws)"
     assert _summarize()._runs_label({"run": "runs/bench-a", "metrics": {"bayes_acc": 0.9}}) == "`a`"
+    assert _summarize()._runs_label({"run": "runs/bench-a", "binarize": "threshold", "metrics": {}}) == \
+        "`a` (thresholded)"
 
 
 def test_likelihood_aim_names_the_factorized_best_when_an_autoregressive_decoder_wins():

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import genzoo_cmd, write_result  # noqa: E402
 
-from genzoo.apps import DEFAULT_BOUND_STEPS  # noqa: E402
+from genzoo.apps import BINARIZE, DEFAULT_BOUND_STEPS  # noqa: E402
 from genzoo.config import TrainConfig  # noqa: E402
 from genzoo.models import default_config  # noqa: E402
 
@@ -60,7 +60,7 @@ def main() -> None:
                    help=f"timesteps of a diffusion model's bound estimate (default {DEFAULT_BOUND_STEPS})")
     p.add_argument("--draws", type=int, default=1,
                    help="binarizations (or dequantizations) of each test image, log p(x|y) averaged (default 1)")
-    p.add_argument("--binarize", default="sample", choices=["sample", "threshold"],
+    p.add_argument("--binarize", default="sample", choices=BINARIZE,
                    help="a binarized model's inputs: a Bernoulli draw (default) or the threshold at 1/2")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--mixture", action="store_true",

@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .apps import DEFAULT_BOUND_STEPS
+from .apps import BINARIZE, DEFAULT_BOUND_STEPS
 from .errors import GenzooError
 
 
@@ -771,7 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--draws", type=int, default=1,
                    help="binarizations (or dequantizations) of each image, seeds SEED, SEED + 1, ...; log p(x|y) "
                         "is averaged over them (default 1)")
-    s.add_argument("--binarize", default="sample", choices=["sample", "threshold"],
+    s.add_argument("--binarize", default="sample", choices=BINARIZE,
                    help="a binarized model's inputs: one Bernoulli draw per pixel with p = grey level (sample, "
                         "default), or 1 where the grey level is at least 1/2 (threshold: additive noise well below "
                         "1/2 is then mostly gone)")

@@ -39,11 +39,10 @@ from tqdm import tqdm
 
 from ..errors import GenzooError
 from ..likelihood import binarize_fixed, dequantize_fixed, is_binarized
-from . import DEFAULT_BOUND_STEPS
+from . import BINARIZE, DEFAULT_BOUND_STEPS
 
 MAX_IWAE_K = 100_000
 MAX_DRAWS = 1000
-BINARIZE = ("sample", "threshold")   # how a binarized model's inputs are made from 8-bit images
 
 
 def members(model) -> list:
@@ -318,11 +317,11 @@ def bayes_accuracy(model, dataset: str, *, n: int | None = None, noise_stds=(0.0
         row = {"noise_std": std, "bayes_acc": (post.argmax(1) == labels).double().mean().item(),
                "bayes_mean_true_class_prob": post[torch.arange(n), labels].mean().item()}
         if discriminative is not None:
-            probs = predict(discriminative, noisy[:n])[1]
-            row["discriminative_acc"] = (probs.argmax(1) == labels).double().mean().item()
+            def disc_acc(images):
+                return (predict(discriminative, images)[1].argmax(1) == labels).double().mean().item()
+            row["discriminative_acc"] = disc_acc(noisy[:n])
             if binarize == "threshold":
-                probs = predict(discriminative, (threshold(noisy[:n]) * 255).to(torch.uint8))[1]
-                row["discriminative_thresholded_acc"] = (probs.argmax(1) == labels).double().mean().item()
+                row["discriminative_thresholded_acc"] = disc_acc((threshold(noisy[:n]) * 255).to(torch.uint8))
         rows.append(row)
     return {"dataset": dataset, "split": "test", "n": n,
             "estimator": describe(estimator, kw) + (f", of the equal-weight mixture of {m} models" if m > 1 else "")

@@ -116,3 +116,19 @@ def test_likelihood_aim_names_the_factorized_best_when_an_autoregressive_decoder
         "Met (pixel), with the autoregressive decoder; with a factorized decoder: Best 87.00, missed by 5.00 nats " \
         "(default)."
     assert verdict([run("pixel", 83.0, 7)], 82.0) == "Best 83.00, missed by 1.00 nats (pixel)."
+
+
+def test_iwae_k_notes_name_the_rows_at_5000_and_those_below_1000():
+    notes = _summarize().iwae_k_notes
+
+    def run(model, variant, k, dataset="mnist"):
+        return {"model": model, "variant": variant, "dataset": dataset, "metrics": {"iwae_k": k},
+                "eval_wall_s": 600.0}
+    lines = notes([run("vae-mlp", "long", 5000), run("iwae", "mlp", 5000), run("vae", "default", 1000),
+                   run("beta-vae", "short", 100), run("vae", "short", 100, "fashion-mnist")])
+    assert len(lines) == 2
+    assert "`vae-mlp` (long), `iwae` (mlp) have it" in lines[0] and "k = 1000 took 10 min" in lines[0]
+    assert lines[1].startswith("- Below METRICS.md's k = 1000 still: `beta-vae` (short) on mnist (k = 100), "
+                               "`vae` (short) on fashion-mnist (k = 100):")
+    assert notes([run("vae", "default", 1000), run("vae-mlp", "long", 5000)])[0].count("has it") == 1
+    assert notes([run("vae", "default", 1000)]) == []     # nothing at 5000, nothing below 1000

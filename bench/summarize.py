@@ -269,7 +269,8 @@ def iwae_k_notes(vaes: list[dict]) -> list[str]:
              for r in vaes if 0 < r["metrics"].get("iwae_k", 0) < 1000]
     if below:
         lines.append(f"- Below METRICS.md's k = 1000 still: {', '.join(below)}: scored when they were trained; "
-                     "their run folders are gone, so each needs its recorded command run again with `--iwae-k 1000`.")
+                     "each row's recorded command with `--iwae-k 1000` (`--score-only` where its run folder is kept) "
+                     "brings it there.")
     return lines
 
 

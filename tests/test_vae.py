@@ -262,6 +262,24 @@ def test_8bit_vae_is_scored_in_bits_per_dim():
     assert set(out) == {"elbo_nats", "nll_nats", "iwae_k"} and out["nll_nats"] <= out["elbo_nats"] + 1.0
 
 
+def test_scoring_in_channels_last_layout_keeps_the_bound():
+    # evaluate.likelihood stores a CPU VAE's conv weights channels-last for speed; the bound must not move
+    from genzoo.data import load_split
+    from genzoo.likelihood import bits_per_dim, mean_bound
+    for binarize in (True, False):
+        model = build_model("vae", dataclasses.replace(tiny_config("vae"), binarize=binarize)).eval()
+        images = load_split("digits", "test").images
+        want = -mean_bound(model, images, "iwae", k=3, batch_size=20, seed=0, progress=False)
+        convs = [p for p in model.parameters() if p.dim() == 4]
+        assert convs and not all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+        out = evaluate.likelihood(model, "digits", "test", iwae_k=3, seed=0, progress=False)
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+        if binarize:
+            assert out["nll_nats"] == pytest.approx(want, rel=1e-5)
+        else:
+            assert out["bpd"] == pytest.approx(bits_per_dim(want, images[0].numel()), rel=1e-5)
+
+
 def test_bad_decoder_settings_are_refused():
     with pytest.raises(ValueError, match="8-bit"):
         VAEConfig(decoder="logistic", binarize=True)

@@ -473,18 +473,19 @@ def cmd_classify(args) -> int:
     from .checkpoint import read_config
     from .data import load_split
     from .images import load_image
+    from .likelihood import scoring_layout
 
     if (args.image is None) == (not args.test):
         raise GenzooError("classify images (--image IMG ...) or the test set (--test), one of the two.")
     config = read_config(args.run)
-    model = load(args.run, ema=not args.no_ema)
+    model = scoring_layout(load(args.run, ema=not args.no_ema))
     if args.mix:                # the equal-weight mixture of RUN and these runs, all trained on RUN's data
         for run in args.mix:
             data = read_config(run)["data"]
             if data != config["data"]:
                 raise GenzooError(f"{run} was trained on {data}, {args.run} on {config['data']}: mix runs of one "
                                   "data set.")
-        model = [model, *(load(run, ema=not args.no_ema) for run in args.mix)]
+        model = [model, *(scoring_layout(load(run, ema=not args.no_ema)) for run in args.mix)]
     estimator, kw = likelihood_estimator(model, args.iwae_k, args.bound_steps)
     if args.test:
         result = bayes_accuracy(model, config["data"], n=args.n, noise_stds=args.noise_std, k=args.iwae_k,
@@ -564,6 +565,7 @@ def cmd_ood(args) -> int:
     from .apps.ood import ood_eval
     from .checkpoint import read_config
     from .data import check_name, short_name
+    from .likelihood import scoring_layout
 
     config = read_config(args.run)
     in_data = check_name(args.in_data) if args.in_data else config["data"]
@@ -573,7 +575,7 @@ def cmd_ood(args) -> int:
     out_data = check_name(args.out_data)
     if out_data == in_data:
         raise GenzooError(f"--out must be another data set than --in ({in_data}).")
-    model = load(args.run, ema=not args.no_ema)
+    model = scoring_layout(load(args.run, ema=not args.no_ema))
     result = ood_eval(model, in_data, out_data, n=args.n, k=args.iwae_k, steps=args.bound_steps, seed=args.seed,
                       batch_size=args.batch_size, progress=not args.no_progress)
     result = {**_run_record(args, config["model_name"]), **result}

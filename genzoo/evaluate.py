@@ -148,15 +148,12 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
 def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress: bool) -> dict:
     """nll_nats (+ elbo_nats, iwae_k) on dyn-binarized data, or bpd (+ iwae_k) on 8-bit data dequantized once
     with seed ``seed``; a class-conditional model is scored on log p(x|y) with the true labels."""
-    from .likelihood import bits_per_dim, is_binarized, mean_bound
+    from .likelihood import bits_per_dim, is_binarized, mean_bound, scoring_layout
     data = load_split(dataset, split)
     images = data.images
     labels = data.labels if model.conditional else None
     bounded = hasattr(model, "elbo")           # a latent-variable model: log_prob is the IWAE bound with k
-    if bounded and model.device.type == "cpu":
-        # k decoder passes per image: with channels-last weights oneDNN ran the IWAE bound at k = 1000 of the conv
-        # VAE 20% faster and of the PixelVAE 10-16% faster on this project's CPUs, with the same values
-        model = model.to(memory_format=torch.channels_last)
+    scoring_layout(model)
     out = {}
     batch = 20 if bounded else 500
     nll = -mean_bound(model, images, "iwae" if bounded else "exact", k=iwae_k, batch_size=batch, seed=seed,

@@ -10,8 +10,9 @@ unpack them into one folder, and point this script at it:
 
 Only the three model files are run (torch_fidelity/feature_extractor_inceptionv3.py, pytorch_fid/inception.py,
 torchvision/models/inception.py). Their packages' __init__ files are bypassed, because those import
-torchvision's compiled operators. The script prints the largest absolute feature difference for each, and
-exits 1 if one is above 1e-5. It downloads nothing.
+torchvision's compiled operators. For each, the script prints the largest feature difference over the largest
+reference feature, and exits 1 if one is above 1e-6: with random weights the features reach about 37, where
+float32 rounding alone, in another order on another thread count, moves them by 1e-5. It downloads nothing.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import torch
 
 from genzoo.inception import InceptionV3
 
-TOLERANCE = 1e-5
+TOLERANCE = 1e-6     # relative to the largest reference feature: a few float32 roundings (eps = 1.2e-7)
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -77,7 +78,7 @@ def check_torch_fidelity(root: Path, state: dict) -> float:
     k = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         theirs = ref(k)[0]
-    return (_ours("pytorch-fid", state).features(k.float() / 256) - theirs).abs().max().item()
+    return relative_difference(_ours("pytorch-fid", state).features(k.float() / 256), theirs)
 
 
 def _torchvision_inception(root: Path):
@@ -88,6 +89,11 @@ def _torchvision_inception(root: Path):
     presets.ImageClassification = lambda *args, **kwargs: None
     sys.modules["torchvision.transforms._presets"] = presets
     return importlib.import_module("torchvision.models.inception")
+
+
+def relative_difference(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    """max |ours - theirs| over max |theirs|."""
+    return ((ours - theirs).abs().max() / theirs.abs().max()).item()
 
 
 def check_torchvision(root: Path, state: dict) -> float:
@@ -105,7 +111,7 @@ def check_torchvision(root: Path, state: dict) -> float:
                                               align_corners=False)
         with torch.no_grad():
             theirs = ref((rgb - IMAGENET_MEAN) / IMAGENET_STD)
-        worst = max(worst, (ours.features(x) - theirs).abs().max().item())
+        worst = max(worst, relative_difference(ours.features(x), theirs))
     return worst
 
 
@@ -131,7 +137,7 @@ def check_pytorch_fid(root: Path, state: dict) -> float:
         x = torch.rand(shape, generator=g)
         with torch.no_grad():
             theirs = ref(x.expand(-1, 3, -1, -1))[0].flatten(1)
-        worst = max(worst, (ours.features(x) - theirs).abs().max().item())
+        worst = max(worst, relative_difference(ours.features(x), theirs))
     return worst
 
 
@@ -142,7 +148,7 @@ def main(root: str) -> int:
                f"pytorch-fid {_version(root, 'pytorch_fid')}": check_pytorch_fid(root, fid_state),
                f"torchvision {_version(root, 'torchvision')}": check_torchvision(root, tv_state)}
     for name, diff in results.items():
-        print(f"{name:<24} max |genzoo - reference| = {diff:.3g}")
+        print(f"{name:<24} max |genzoo - reference| / max |reference| = {diff:.3g}")
     return 0 if all(d <= TOLERANCE for d in results.values()) else 1
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 import genzoo
+from genzoo.checkpoint import device_name
 from genzoo.evaluate import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -23,7 +24,7 @@ def write_result(name: str, result: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
     result = {"genzoo_version": genzoo.__version__, "machine": machine(),
-              "device": "cuda" if torch.cuda.is_available() else "cpu", **result}
+              "device": device_name("cuda") if torch.cuda.is_available() else "cpu", **result}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return out

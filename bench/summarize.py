@@ -480,6 +480,14 @@ def diffusion_section(refs: dict, results: list[dict]) -> list[str]:
     for r in rows:
         lines += [f"## `{r['model']}` on {r['dataset']}" + (f" ({r['variant']})" if r.get("variant") != "default"
                                                              else ""), "", f"Command: `{r['command']}`.", ""]
+        if _on_gpu(r):
+            probe = r.get("probe")
+            lines += [f"Device: {r['device']}, for training, sampling and scoring"
+                      + (f" (run by `{r['driver']}`)" if r.get("driver") else "") + ". "
+                      + (f"A {probe['probe_steps']}-step probe ({probe['probe_wall_s']} s) sized the run to "
+                         f"{probe['train_minutes']:g} minutes: {probe['chosen_steps']} steps of "
+                         f"{r['train_config']['batch_size']} images, {_min(r['train_wall_s'])}. " if probe else "")
+                      + (f"{r['note'][0].upper()}{r['note'][1:]}." if r.get("note") else ""), ""]
         if r.get("sampler_sweep") and "metrics" not in r["sampler_sweep"][0]:    # data without a feature network
             lines += ["| sampler | network passes | images/s |", "|---|---|---|"]
             lines += [f"| {s['sampler']} | {s['steps']} | {s['sample_img_per_s']:.2f} |" for s in r["sampler_sweep"]]
@@ -512,6 +520,10 @@ def diffusion_section(refs: dict, results: list[dict]) -> list[str]:
     return lines + diffusion_aim(refs, results, rows)
 
 
+def _on_gpu(r: dict) -> bool:
+    return str(r.get("device", "cpu")).startswith("cuda")
+
+
 def _real_fid(refs: dict, dataset: str, n) -> float | None:
     cell = real_fid_at(refs, dataset, n)
     return float(cell) if cell else None
@@ -532,6 +544,9 @@ def _trained(t: dict | list | None) -> str:
 def _train_time(r: dict) -> str:
     """Issue 7's time aim: at most 60 minutes of training. With a train split (bench/train_time.py), the steps'
     time is judged and the monitoring after the last step is named; otherwise the whole training loop."""
+    if _on_gpu(r):
+        return (f"trained {_min(r['train_wall_s'])} on {r['device']} (the GPU run the issue asks for where one is "
+                "lent; the 60-minute aim is for this machine's CPU).")
     split = r.get("train_split")
     if not split or split["train_wall_s"] - split["steps_end_s"] < 1:
         return f"trained {_min(r['train_wall_s'])} (aim: at most 60 min)."
@@ -551,13 +566,22 @@ def diffusion_aim(refs: dict, results: list[dict], rows: list[dict]) -> list[str
         sweep = [s for s in r.get("sampler_sweep", []) if "metrics" in s]
         if r.get("guidance_sweep") or not sweep:
             continue
-        best = min(sweep, key=lambda s: s["metrics"]["fid"])
+        # judged at the sweep's largest n, where FID's small-sample bias is least
+        top = max(s["n"] for s in sweep)
+        best = min((s for s in sweep if s["n"] == top), key=lambda s: s["metrics"]["fid"])
         fid, n, ref = best["metrics"]["fid"], best["n"], _real_fid(refs, r["dataset"], best["n"])
-        label = f"{best['sampler'].upper()}-{best['steps']}"
-        text = f"- {r['dataset']}: `{r['model']}` best FID {fid:.3f} ({label}, n = {n})"
+        text = f"- {r['dataset']}: {_label(r)} best FID {fid:.3f} ({_sampler(best)}, n = {n})"
         if ref:
             text += (f", {fid / ref:.1f}x the real-vs-real {ref:.3f} at that n (aim: within 2x): "
                      + ("met" if fid <= 2 * ref else f"missed by {fid - 2 * ref:.3f}"))
+            # a sampler scored on fewer (>= 1000) samples whose ratio to the reference at its own n is better
+            rated = [(s, _real_fid(refs, r["dataset"], s["n"])) for s in sweep if 1000 <= s["n"] < top]
+            rated = [(s, x) for s, x in rated if x and s["metrics"]["fid"] / x < fid / ref]
+            if rated:
+                s, x = min(rated, key=lambda p: p[0]["metrics"]["fid"] / p[1])
+                text += (f" ({_sampler(s)} scores {s['metrics']['fid']:.3f} on n = {s['n']}, "
+                         f"{s['metrics']['fid'] / x:.1f}x the real-vs-real {x:.3f} at that n: fewer samples, so not "
+                         "the verdict)")
         others = [o for o in results if o["dataset"] == r["dataset"] and o["model"] not in FAMILIES["diffusion"]
                   and "fid" in o.get("metrics", {})]
         if others:
@@ -573,8 +597,13 @@ def diffusion_aim(refs: dict, results: list[dict], rows: list[dict]) -> list[str
                 b = min(same, key=lambda x: x["metrics"]["fid"])
                 verdict = (f"lowest of every family: missed, {_label(b)} scores {b['metrics']['fid']:.3f} at the same "
                            f"n = {n}")
-            elif not below and all(x.get("n_generated", 10000) >= n for x in judged):
-                verdict = "lowest of every family: met"
+            elif not below and all(x.get("n_generated", 10000) >= n or _far_above(refs, x, fid) for x in judged):
+                fewer = [x for x in judged if x.get("n_generated", 10000) < n]
+                verdict = "lowest of every family: met" + (
+                    (f"; 1 row scored on fewer samples exceeds it by more than {BIAS_MARGIN}x the real-vs-real FID "
+                     "at its n, a gap its small-sample bias cannot close" if len(fewer) == 1 else
+                     f"; {len(fewer)} rows scored on fewer samples exceed it by more than {BIAS_MARGIN}x the "
+                     "real-vs-real FID at their n, a gap their small-sample bias cannot close") if fewer else "")
             elif not below:
                 verdict = "lower, but on more samples than some: not shown"
             else:
@@ -583,6 +612,25 @@ def diffusion_aim(refs: dict, results: list[dict], rows: list[dict]) -> list[str
                      "FID falls as n grows, so a lower value at a smaller n is lower at equal n too)")
         lines.append(text + "; " + _train_time(r))
     return lines + [""] if lines else []
+
+
+BIAS_MARGIN = 10    # x the real-vs-real FID at a row's n: more than any small-sample bias of a set as spread as data
+
+
+def _far_above(refs: dict, row: dict, fid: float) -> bool:
+    """Whether ``row``, scored on fewer samples, exceeds ``fid`` by more than BIAS_MARGIN x the real-vs-real FID at
+    its n (or at the nearest smaller n with a reference: FID's bias only grows as n shrinks)."""
+    n = row.get("n_generated", 10000)
+    ref = refs.get(row["dataset"])
+    known = [x for x in ([ref] + ref.get("small_n", []) if ref else []) if x.get("n_generated", 10000) <= n]
+    if not known:
+        return False
+    rr = max(known, key=lambda x: x.get("n_generated", 10000))["metrics"]["fid"]
+    return row["metrics"]["fid"] - fid > BIAS_MARGIN * rr
+
+
+def _sampler(s: dict) -> str:
+    return f"{s['sampler'].upper()}-{s['steps']}"
 
 
 def colour_section(results: list[dict]) -> list[str]:
@@ -651,13 +699,17 @@ def throughput_section(r: dict) -> list[str]:
 def render() -> str:
     """BENCHMARKS.md's text, from the result files alone."""
     refs, results, apps = load_all()
-    machines = sorted({r["machine"] for r in results} | {r["machine"] for r in refs.values()})
+    cpu_rows = [r for r in results if not _on_gpu(r)]
+    machines = sorted({r["machine"] for r in cpu_rows} | {r["machine"] for r in refs.values()})
+    gpus = sorted({f"{r['device']} in a {r['machine']}" for r in results if _on_gpu(r)})
     out = ["# genzoo benchmarks", "",
            "Generated by `python bench/summarize.py` from `bench/results/*.json`; each file records the command that "
            "regenerates it, the machine, thread count and wall times. Units and estimators follow METRICS.md. "
            "Machines: " + "; ".join(machines) + ". Wall times and img/s are from that shared CPU machine: runs made "
            "while other jobs used it are slower than on an idle one, so compare speeds only within one table row's "
-           "run, never across sessions.", ""]
+           "run, never across sessions."
+           + (" Rows marked (gpu) were trained and scored on a GPU lent to one session: " + "; ".join(gpus) + "."
+              if gpus else ""), ""]
     out += quality_section(refs, results)
     out += gan_section(refs, results)
     out += vae_section(results)

@@ -59,7 +59,7 @@ def read_config(run_dir: str | Path) -> dict:
 
 
 def _state_dict(model: torch.nn.Module) -> dict:
-    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def save_weights(run_dir: Path, model: torch.nn.Module, ema: torch.nn.Module | None, step: int) -> None:
@@ -164,10 +164,37 @@ def config_from_dict(cls, values: dict):
     return cls(**kwargs)
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` ("cpu", "cuda" or "cuda:N") as a torch.device, or GenzooError when this machine lacks it."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise GenzooError(f"unknown device {device!r}; use cpu, cuda or cuda:N.") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise GenzooError(f"device {device!r} is not supported; use cpu, cuda or cuda:N.")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GenzooError(f"device {device!r} asked for, but this PyTorch sees no CUDA GPU.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise GenzooError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} "
+                              "CUDA GPU(s).")
+    return dev
+
+
+def device_name(device: str | torch.device) -> str:
+    """A device in words for result records: "cpu", or "cuda:0 (NVIDIA H200)"."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return dev.type
+    index = torch.cuda.current_device() if dev.index is None else dev.index
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
 def load(run_dir: str | Path, ema: bool = True, device: str | torch.device = "cpu"):
-    """Load a trained model from a run folder, EMA weights by default, in eval mode."""
+    """Load a trained model from a run folder, EMA weights by default, in eval mode, on ``device``."""
     from .models import build_model, model_entry
 
+    device = resolve_device(device)
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     cls, _, _ = model_entry(config["model_name"])

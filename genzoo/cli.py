@@ -248,7 +248,7 @@ def cmd_sample(args) -> int:
 
     if args.n <= 0 or args.n > 100_000:
         raise GenzooError(f"-n must be between 1 and 100000, got {args.n}.")
-    model = load(args.run, ema=not args.no_ema)
+    model = load(args.run, ema=not args.no_ema, device=args.device)
     if args.traverse is not None:
         return _traverse(model, args)
     labels = _parse_labels(args.labels, args.n, model)
@@ -433,7 +433,8 @@ def cmd_eval(args) -> int:
         result = evaluate_run(args.run, wanted, n=args.n, split=args.split, ema=args.ema, seed=args.seed,
                               batch_size=args.batch_size, iwae_k=args.iwae_k, progress=not args.no_progress,
                               features=args.features, trust_features=args.trust_features,
-                              sample_options=_parse_options(args.opt), feature_net=args.feature_net)
+                              sample_options=_parse_options(args.opt), feature_net=args.feature_net,
+                              device=args.device)
     except ValueError as e:   # a sampling option's value the model refuses (raised when the first batch is drawn)
         raise GenzooError(str(e)) from None
     result["command"] = "genzoo " + " ".join(args.argv)
@@ -655,6 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="grid.png, samples.npz, or a folder for one PNG per image")
     s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda or cuda:N; a seed "
+                   "draws other images on a GPU")
     s.add_argument("--truncation", type=float, help="GANs: redraw latent entries beyond this magnitude "
                    "(truncation trick; smaller = cleaner, less varied)")
     s.add_argument("--traverse", metavar="CODE", help="InfoGAN: write the traversal grid of one code "
@@ -727,6 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--iwae-k", type=int, default=1000, help="importance samples for a VAE's NLL (default 1000)")
     s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--device", default="cpu", help="where the model samples and scores: cpu (default), cuda or "
+                   "cuda:N (feature networks stay on the CPU); a seed draws other images on a GPU")
     s.add_argument("--out", help="result JSON (default RUN/eval.json)")
     s.add_argument("--features", metavar="PATH", help="InceptionV3 weights for inception_fid (.pth/.pt, or the "
                    "same state dict as .safetensors): pytorch-fid's or torchvision's file, checked by its sha256")

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__, metrics
-from .checkpoint import read_config
+from .checkpoint import device_name, read_config
 from .classifier import Classifier, asset_paths, load_frozen, predict
 from .data import cache_tag, data_root, load_split
 from .errors import GenzooError
@@ -172,7 +172,8 @@ def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress
 def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS, n: int = 10_000,
                  split: str = "test", ema: bool = True, seed: int = 0, batch_size: int = 500, iwae_k: int = 1000,
                  progress: bool = True, features: str | Path | None = None, trust_features: bool = False,
-                 sample_options: dict | None = None, feature_net: str | Path | None = None) -> dict:
+                 sample_options: dict | None = None, feature_net: str | Path | None = None,
+                 device: str = "cpu") -> dict:
     """Evaluate a run folder; returns the result record of METRICS.md ("metrics", "refused", provenance).
 
     ``sample_options`` are keyword arguments of the model's ``sample`` (e.g. a sampler and its steps); every
@@ -184,6 +185,9 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
     ``feature_net`` is a user feature network (``NAME.safetensors`` + ``NAME.json``, genzoo.feature_net): fid,
     kid and pr are then computed in its feature space, on any data set. Without it they need genzoo's frozen
     classifier, shipped for mnist, fashion-mnist and digits only, and are refused elsewhere.
+
+    ``device`` runs the model there (sampling, the likelihood); feature networks stay on the CPU. A seed draws
+    different images on a GPU than on the CPU, so the record names the device.
     """
     import genzoo
     unknown = [m for m in wanted if m not in ALL_METRICS]
@@ -201,7 +205,7 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
                           "(e.g. --metrics fid,kid,pr).")
     config = read_config(run_dir)
     dataset, name = config["data"], config["model_name"]
-    model = genzoo.load(run_dir, ema=ema)
+    model = genzoo.load(run_dir, ema=ema, device=device)
     sample_options = check_sample_options(model, sample_options)
     t0 = time.perf_counter()
     refused: dict[str, str] = {}
@@ -294,7 +298,7 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
         "checkpoint": "ema" if ema and (Path(run_dir) / "ema.safetensors").exists() else "raw",
         "n_generated": n if any(m in out for m in ("fid", "kid_mean", "precision", "classifier_score",
                                                    "inception_fid")) else 0,
-        "seed": seed, **({"sample_options": sample_options} if sample_options else {}), "machine": machine(), "device": str(model.device), "wall_s": round(time.perf_counter() - t0, 1),
+        "seed": seed, **({"sample_options": sample_options} if sample_options else {}), "machine": machine(), "device": device_name(model.device), "wall_s": round(time.perf_counter() - t0, 1),
         "feature_network": {"name": "user feature network", **user_record} if space == "user" else
         None if record is None else frozen_record,
         **({"classifier_network": frozen_record} if space == "user" and record is not None else {}),

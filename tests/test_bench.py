@@ -63,6 +63,30 @@ def test_diffusion_aim_compares_families_at_equal_n_where_it_can():
     assert "not shown" in verdict(diffusion(1.0), [gan(2.0, 100)])
 
 
+def test_diffusion_aim_is_judged_at_the_sweeps_largest_n():
+    aim = _summarize().diffusion_aim
+    sweep = [{"sampler": "ddim", "steps": 100, "n": 10000, "metrics": {"fid": 0.26}},
+             {"sampler": "ddpm", "steps": 1000, "n": 1000, "metrics": {"fid": 0.18}}]
+    refs = {"mnist": {"metrics": {"fid": 0.029}, "small_n": [{"n_generated": 1000, "metrics": {"fid": 0.095}},
+                                                             {"n_generated": 2000, "metrics": {"fid": 0.072}}]}}
+    gpu = {"model": "ddpm", "variant": "gpu", "dataset": "mnist", "sampler_sweep": sweep, "train_wall_s": 157.0,
+           "device": "cuda:0 (NVIDIA H200)"}
+
+    def other(fid, n, model="cgan"):
+        return {"model": model, "dataset": "mnist", "n_generated": n, "metrics": {"fid": fid}}
+
+    text = aim(refs, [other(0.39, 10000)], [gpu])[0]
+    # 1.9x at n = 1000 is named, but the verdict is the n = 10000 one: 9.0x
+    assert "best FID 0.260 (DDIM-100, n = 10000), 9.0x" in text and "missed by 0.202" in text
+    assert "DDPM-1000 scores 0.180 on n = 1000, 1.9x" in text and "not the verdict" in text
+    assert "lowest of every family: met" in text and "on cuda:0 (NVIDIA H200)" in text
+    # a row on fewer samples counts as beaten only when its FID is above by more than its possible bias
+    # (pixelcnn has no row at n = 10000, so its n = 2000 row is the one to judge)
+    text = aim(refs, [other(0.39, 10000), other(5.0, 2000, "pixelcnn")], [gpu])[0]
+    assert "lowest of every family: met; 1 row scored on fewer samples exceeds it" in text
+    assert "not shown" in aim(refs, [other(0.39, 10000), other(0.5, 2000, "pixelcnn")], [gpu])[0]
+
+
 def test_diffusion_time_aim_judges_the_optimiser_steps_when_a_train_split_exists():
     aim = _summarize().diffusion_aim
     sweep = [{"sampler": "ddim", "steps": 50, "n": 500, "metrics": {"fid": 1.0}}]

@@ -49,6 +49,27 @@ def test_vae_gets_every_metric_that_applies_and_cas_is_refused(runs, capsys):
     assert "fid_ref" in printed and "refused" in printed
 
 
+def test_device_is_checked_before_sampling_and_named_in_the_record(runs, capsys):
+    out = runs / "dcgan" / "device.json"
+    assert _eval(runs / "dcgan", "--metrics", "fid", "--device", "cpu", "--out", str(out)) == 0
+    assert json.loads(out.read_text())["device"] == "cpu"
+    for device, says in (("tpu", "unknown device"), ("meta", "not supported"), ("cuda:99", "cuda:99")):
+        capsys.readouterr()
+        assert _eval(runs / "dcgan", "--metrics", "fid", "--device", device, "--out", str(out)) == 2
+        assert says in capsys.readouterr().err
+    if not torch.cuda.is_available():     # a machine without a GPU says so instead of failing inside sampling
+        assert _eval(runs / "dcgan", "--metrics", "fid", "--device", "cuda", "--out", str(out)) == 2
+        assert "sees no CUDA GPU" in capsys.readouterr().err
+        assert main(["sample", str(runs / "dcgan"), "--device", "cuda", "--out", str(runs / "x.png")]) == 2
+
+
+def test_checkpoints_are_written_from_host_memory():
+    net = nn.Linear(3, 2)
+    state = ckpt._state_dict(net)
+    assert all(v.device.type == "cpu" and v.is_contiguous() for v in state.values())
+    assert torch.equal(state["weight"], net.weight.detach())
+
+
 def test_gan_nll_is_refused_with_a_reason(runs, capsys):
     out = runs / "dcgan" / "e.json"
     assert _eval(runs / "dcgan", "--metrics", "fid,nll", "--out", str(out)) == 0

@@ -32,7 +32,8 @@ $PY bench/diffusion.py --data mnist --presets ddpm --tag gpu-smoke --steps 20 --
 rm -rf bench/results/ddpm-mnist-gpu-smoke* runs/bench-ddpm-mnist-gpu-smoke*
 log "smoke passed"
 
-note="trained and scored side by side with the other data set's run on the same GPU: the images/s are each run's share"
+# (no apostrophes: the result records the command shell-quoted)
+note="trained and scored beside the run on the other data set, on the same GPU: the images/s are each share"
 limit=()
 if [ "$BUDGET" -gt 0 ]; then limit=(timeout $((BUDGET - SECONDS))); fi
 pids=()

@@ -41,13 +41,8 @@ PROBE_SAFETY = 1.25     # max_train_minutes = this x --train-minutes: a cap shou
 def probe_steps(preset: str, data: str, sets: list[str], tag: str, probe: int, minutes: float) -> tuple[int, dict]:
     """Steps that fill ``minutes`` of training at the rate of a ``probe``-step run of the same configuration (its
     wall time includes the warm-up, so the rate errs low). Returns (steps, the probe's record)."""
-    run_dir = Path("runs") / f"bench-{preset}-{data}{tag}-probe"
-    cmd = genzoo_cmd() + ["train", preset, "--data", data, "--out", str(run_dir), "--overwrite", "--no-progress",
-                          "--steps", str(probe)]
-    for s in sets:
-        cmd += ["--set", s]
-    cmd += ["--set", "sample_every_steps=0", "--set", "ckpt_every_steps=0", "--set", "final_eval=false"]
-    run(cmd)
+    quiet = ["sample_every_steps=0", "ckpt_every_steps=0", "final_eval=false"]
+    run_dir, _ = train(preset, data, probe, sets + quiet, f"{tag}-probe")
     summary = json.loads((run_dir / "summary.json").read_text())
     rate = summary["step"] / summary["train_wall_s"]
     steps = max(probe, int(rate * 60 * minutes))

@@ -540,7 +540,7 @@ def cmd_augment(args) -> int:
     result = augmentation_gain(args.run, args.n_real, seeds=seeds, gen_ratio=args.gen_ratio,
                                recipe=RecipeConfig(steps=args.classifier_steps), cas_n=args.cas_n,
                                sample_options=_parse_options(args.opt), ema=not args.no_ema,
-                               batch_size=args.batch_size, progress=not args.no_progress)
+                               batch_size=args.batch_size, progress=not args.no_progress, device=args.device)
     result["command"] = "genzoo " + " ".join(args.argv)
     m = result["metrics"]
     std = (lambda key: f" +- {100 * m[key]:.2f}" if key in m else "")
@@ -801,7 +801,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a sampling option of the model")
     s.add_argument("--out", help="report folder (default: runs/augment-MODEL-DATA beside the run); the plot "
                    "there shows every n reported in it")
-    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--batch-size", type=int, default=500, help="images per sampling batch (default 500)")
+    s.add_argument("--device", default="cpu", help="where the model samples: cpu (default), cuda or cuda:N; the "
+                   "classifiers train on the CPU")
     s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_augment)

@@ -84,6 +84,7 @@ def test_augment_report_matches_the_recipe_trained_by_hand(runs, tmp_path):
     for key in ("model", "dataset", "run", "checkpoint", "real_images", "recipe", "test_split", "machine", "wall_s",
                 "command", "refused"):
         assert key in res, key
+    assert res["device"] == "cpu"
     m = res["metrics"]
     for key in ("acc_real_mean", "acc_real_std", "acc_real_gen_mean", "acc_real_gen_std", "aug_gain", "cas",
                 "cas_real"):
@@ -114,3 +115,5 @@ def test_augment_refuses_a_mismatched_n_and_an_unconditional_model(runs, capsys)
     assert "--seeds takes integers" in capsys.readouterr().err
     assert main(["augment", str(runs / "cvae"), "--n-real", "100", "--gen-ratio", "0"]) == 2
     assert "gen_ratio must be in" in capsys.readouterr().err
+    assert main(["augment", str(runs / "cvae"), "--n-real", "100", "--device", "tpu", "--no-progress"]) == 2
+    assert "unknown device" in capsys.readouterr().err

@@ -44,15 +44,17 @@ def _mean_std(values: list[float]) -> dict:
 
 def augmentation_gain(run_dir: str | Path, n_real: int, *, seeds=(0, 1, 2), gen_ratio: float = 1.0,
                       recipe=None, cas_n: int = 60_000, sample_options: dict | None = None, ema: bool = True,
-                      batch_size: int = 500, progress: bool = True) -> dict:
+                      batch_size: int = 500, progress: bool = True, device: str = "cpu") -> dict:
     """Run the augmentation-gain experiment on one run folder and return its report (see the module docstring).
 
     ``recipe`` is the classifier's RecipeConfig without its seed (the default recipe when None); ``cas_n`` 0 skips
     CAS; ``sample_options`` are keyword arguments of the model's ``sample`` (e.g. a diffusion sampler's steps).
+    ``device`` is where the model samples ("cpu", "cuda" or "cuda:N"); the classifiers always train on the CPU, so
+    the recipe is the same everywhere, but a seed draws other images on a GPU, so the report names the device.
     """
     import genzoo
     from .. import __version__
-    from ..checkpoint import read_config
+    from ..checkpoint import device_name, read_config, resolve_device
     from ..classifier import RecipeConfig, accuracy, load_frozen, train_classifier
     from ..data import balanced_subset, load_split
     from ..evaluate import balanced_labels, cas, check_sample_options, generate, machine
@@ -64,9 +66,10 @@ def augmentation_gain(run_dir: str | Path, n_real: int, *, seeds=(0, 1, 2), gen_
         raise GenzooError(f"gen_ratio must be in (0, {MAX_GEN_RATIO:g}], got {gen_ratio}.")
     if not (cas_n == 0 or 10 <= cas_n <= 1_000_000):
         raise GenzooError(f"cas_n must be 0 (no CAS) or between 10 and 1000000, got {cas_n}.")
+    device = resolve_device(device)
     config = read_config(run_dir)
     name, dataset = config["model_name"], config["data"]
-    model = genzoo.load(run_dir, ema=ema)
+    model = genzoo.load(run_dir, ema=ema, device=device)
     if not model.conditional:
         raise GenzooError(f"augment needs a class-conditional model to draw labelled images; {name} in {run_dir} "
                           "is unconditional.")
@@ -124,7 +127,7 @@ def augmentation_gain(run_dir: str | Path, n_real: int, *, seeds=(0, 1, 2), gen_
         "test_split": f"{dataset} test ({len(test.images)} images)", "cas_n": cas_n,
         **({"sample_options": sample_options} if sample_options else {}),
         "real": real, "real_gen": aug, "metrics": metrics, "refused": refused,
-        "machine": machine(), "wall_s": round(time.perf_counter() - t0, 1),
+        "machine": machine(), "device": device_name(model.device), "wall_s": round(time.perf_counter() - t0, 1),
     }
 
 

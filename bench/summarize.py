@@ -419,8 +419,11 @@ def apps_section(apps: dict) -> list[str]:
                          f"{row['train_steps']} steps, {_min(row['train_wall_s'])} | {_min(row['augment_wall_s'])} |")
         missing = [n for n in AUGMENT_NS if n not in {row["n_real"] for row in r["rows"]}]
         notes = []
+        if _on_gpu(r):
+            notes.append(f"- Device: {r['device']} for training and sampling, in a {r['machine']}"
+                         + (f"; {r['note']}." if r.get("note") else "."))
         if missing:
-            notes.append(f"- Not run here: n = {', '.join(map(str, missing))} of the n in METRICS.md "
+            notes.append(f"- No row for n = {', '.join(map(str, missing))} of the n in METRICS.md "
                          f"({', '.join(map(str, AUGMENT_NS))}).")
         if r.get("cas_n"):
             short = "" if r["cas_n"] == 60_000 else " (METRICS.md asks for 60,000)"

@@ -110,7 +110,8 @@ def main() -> None:
                           "real_gen": rep["real_gen"], "metrics": rep["metrics"], "refused": rep["refused"]}
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        done_ns = list(pool.map(one, ns))             # in the order of --n; the first failure stops the run
+        done_ns = list(pool.map(one, ns))             # started in the order of --n (the longest first, with
+    done_ns.sort(key=lambda d: d[1]["n_real"])        # --jobs); the first failure stops the run; rows by n
     commands = [c for cmds, _ in done_ns for c in cmds]
     rows = [row for _, row in done_ns]
     common.RESULTS.mkdir(parents=True, exist_ok=True)

@@ -156,3 +156,27 @@ def test_iwae_k_notes_name_the_rows_at_5000_and_those_below_1000():
                                "`vae` (short) on fashion-mnist (k = 100):")
     assert notes([run("vae", "default", 1000), run("vae-mlp", "long", 5000)])[0].count("has it") == 1
     assert notes([run("vae", "default", 1000)]) == []     # nothing at 5000, nothing below 1000
+
+
+def test_augment_driver_runs_the_n_side_by_side_and_reuses_finished_work(tmp_path):
+    import subprocess
+    import sys
+    cmd = [sys.executable, str(ROOT / "bench" / "augment.py"), "cvae", "--data", "digits", "--n", "500,100",
+           "--steps", "10", "--set", "width=8", "--seeds", "0", "--classifier-steps", "5", "--cas-n", "0",
+           "--runs", str(tmp_path), "--results", str(tmp_path / "results"), "--jobs", "2"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    res = json.loads((tmp_path / "results" / "augment-cvae-digits.json").read_text())
+    assert [row["n_real"] for row in res["rows"]] == [100, 500]          # by n, whatever order they ran in
+    assert res["jobs"] == 2 and res["device"] == "cpu" and all(row["device"] == "cpu" for row in res["rows"])
+    assert "--jobs 2" in res["command"] and len(res["commands"]) == 4
+    for n in (100, 500):                                                 # side by side: each has its own log
+        assert "augment" in (tmp_path / f"bench-augment-cvae-digits-n{n}.log").read_text()
+    report = tmp_path / "bench-augment-cvae-digits" / "augment-n100.json"
+    before = report.stat().st_mtime_ns
+    subprocess.run(cmd, check=True, capture_output=True)                # the same command again: nothing reruns
+    assert report.stat().st_mtime_ns == before
+    again = json.loads((tmp_path / "results" / "augment-cvae-digits.json").read_text())
+    assert again["rows"] == res["rows"]
+    cmd[cmd.index("--classifier-steps") + 1] = "6"                       # another recipe: the experiment reruns
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert report.stat().st_mtime_ns != before

@@ -422,6 +422,11 @@ def apps_section(apps: dict) -> list[str]:
         if _on_gpu(r):
             notes.append(f"- Device: {r['device']} for training and sampling, in a {r['machine']}"
                          + (f"; {r['note']}." if r.get("note") else "."))
+        elif r.get("note"):
+            notes.append(f"- {r['note'][0].upper()}{r['note'][1:]}.")
+        if r.get("jobs", 1) > 1 and not r.get("note"):
+            notes.append(f"- The n ran {r['jobs']} at a time, side by side, so each wall time is its share of the "
+                         "machine.")
         if missing:
             notes.append(f"- No row for n = {', '.join(map(str, missing))} of the n in METRICS.md "
                          f"({', '.join(map(str, AUGMENT_NS))}).")

@@ -15,7 +15,8 @@ the CPU. --jobs J runs J of the n side by side, each with its own log (RUNS/benc
 GPU serves all of them; their train and augment wall times are then each one's share.
 
 A run folder that already finished (summary.json says so) is not trained again, and an experiment whose report is
-there from the same augment command is not run again; the result still lists the commands that made them. The batch size is min(the model's, n): with n = 100 every step sees all of them.
+there from the same augment command is not run again; the result still lists the commands that made them. The
+batch size is min(the model's, n): with n = 100 every step sees all of them.
 """
 from __future__ import annotations
 

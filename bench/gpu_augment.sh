@@ -30,9 +30,10 @@ log() { echo "[$(date +%T)] $*"; }
 
 if [ "$DEVICE" != cpu ]; then nvidia-smi -L; fi
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+note="the n ran side by side on one GPU, so each wall time is its share"
+note+="; the classifiers trained on CPU cores, $THREADS threads each"
 args=(ddpm-cfg --data "$DATA" --steps "$STEPS" --set coverage_every_steps=0 --classifier-steps "$CLF_STEPS"
-      --cas-n "$CAS_N" --device "$DEVICE" --batch-size "$BATCH" --variant gpu
-      --note "the n ran side by side on one GPU, so each wall time is its share; the classifiers trained on CPU cores, $THREADS threads each")
+      --cas-n "$CAS_N" --device "$DEVICE" --batch-size "$BATCH" --variant gpu --note "$note")
 for s in $SETS; do args+=(--set "$s"); done
 for o in $OPTS; do args+=(--opt "$o"); done
 limit=()

@@ -3,6 +3,7 @@ set binarized once with seed 0), or a density over [0, 1]^D on 8-bit data dequan
 seeded uniform draw, x = (k + u) / 256, which bits_per_dim turns into bits per dimension."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 
@@ -32,6 +33,19 @@ def scoring_layout(model):
     return model
 
 
+@contextlib.contextmanager
+def full_fp32():
+    """Float32 convolutions and matmuls without TF32 on CUDA while scoring (cuDNN allows TF32 by default, which
+    keeps 10 bits of each input's mantissa): a bound summed over hundreds of pixels, or k latents, must not carry
+    that rounding. The previous flags come back on exit; CPU arithmetic is untouched."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def bits_per_dim(nll_nats: float, dims: int) -> float:
     """bpd of 8-bit data from the NLL (nats per image) of a density over [0, 1]^D (METRICS.md)."""
     return (nll_nats / dims + math.log(256)) / math.log(2)
@@ -43,6 +57,7 @@ def is_binarized(model) -> bool:
 
 
 @torch.no_grad()
+@full_fp32()
 def mean_bound(model, images: torch.Tensor, estimator: str = "elbo", k: int = 1, batch_size: int = 500,
                seed: int = 0, progress: bool = True, labels: torch.Tensor | None = None) -> float:
     """Mean log-likelihood (or bound) in nats over ``images`` (uint8): "elbo", or "iwae"/"exact" via log_prob.

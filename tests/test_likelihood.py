@@ -4,6 +4,7 @@ With a 1-D latent, log p(x) = log of the integral of p(x|z) N(z; 0, 1) dz can be
 grid, which checks the IWAE bound (a lower bound that closes as k grows) and the ELBO
 (a looser lower bound) of the same tiny model.
 """
+import functools
 import math
 
 import torch
@@ -101,3 +102,38 @@ def test_on_a_trained_vae_the_iwae_bound_is_above_the_elbo_and_rises_with_k(tmp_
     assert elbo < b10 < b100 + 0.05 and b100 < b1000 + 0.05, (elbo, b1, b10, b100, b1000)
     # same binarized data for every k; the k=1000 - k=1 gap measured 0.07-0.11 nats over seeds 0-3
     assert b1000 - max(elbo, b1) > 0.05, (elbo, b1, b1000)
+
+
+def test_scoring_turns_tf32_off_and_restores_it(monkeypatch):
+    # cuDNN allows TF32 convolutions by default; every path that scores a likelihood must run in full float32 and
+    # hand the caller's flags back unchanged
+    from genzoo.apps.classify import class_log_likelihoods
+    from genzoo.apps.ood import log_likelihoods
+    flags = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved, seen = [f.allow_tf32 for f in flags], []
+    try:
+        for before in (True, False):
+            for f in flags:
+                f.allow_tf32 = before
+            for conditional in (False, True):
+                config = VAEConfig(channels=1, image_size=4, latent_dim=1, width=4, conditional=conditional,
+                                   num_classes=2 if conditional else 0)
+                model = VAE(config).eval()
+                real = model.log_prob
+
+                @functools.wraps(real)    # the same signature: the callers read its keywords
+                def log_prob(*args, real=real, **kw):
+                    seen.append(tuple(f.allow_tf32 for f in flags))
+                    return real(*args, **kw)
+                monkeypatch.setattr(model, "log_prob", log_prob)
+                x = (_images() * 255).to(torch.uint8)
+                labels = torch.zeros(len(x), dtype=torch.long) if conditional else None
+                mean_bound(model, x, "iwae", k=2, progress=False, labels=labels)
+                if conditional:
+                    class_log_likelihoods(model, x, k=2)
+                log_likelihoods(model, binarize_fixed(x), k=2)
+                assert [f.allow_tf32 for f in flags] == [before, before]
+    finally:
+        for f, value in zip(flags, saved):
+            f.allow_tf32 = value
+    assert len(seen) >= 8 and set(seen) == {(False, False)}

@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import GenzooError
-from ..likelihood import binarize_fixed, dequantize_fixed, is_binarized
+from ..likelihood import binarize_fixed, dequantize_fixed, full_fp32, is_binarized
 from . import BINARIZE, DEFAULT_BOUND_STEPS
 
 MAX_IWAE_K = 100_000
@@ -170,6 +170,7 @@ def _check_shape(model, x: torch.Tensor) -> None:
 
 
 @torch.no_grad()
+@full_fp32()
 def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = DEFAULT_BOUND_STEPS, seed: int = 0,
                           draws: int = 1, batch_size: int = 100, prepared: bool = False,
                           binarize: str = "sample", progress: bool = False) -> torch.Tensor:

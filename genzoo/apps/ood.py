@@ -38,7 +38,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import GenzooError
-from ..likelihood import is_binarized
+from ..likelihood import full_fp32, is_binarized
 from . import DEFAULT_BOUND_STEPS
 from .classify import (MAX_IWAE_K, check_bound_steps, class_log_likelihoods, likelihood_estimator, log_prior,
                        model_inputs)
@@ -86,6 +86,7 @@ def _check_model(model, steps: int = DEFAULT_BOUND_STEPS) -> tuple[str, dict]:
 
 
 @torch.no_grad()
+@full_fp32()
 def log_likelihoods(model, xp: torch.Tensor, *, k: int = 100, steps: int = DEFAULT_BOUND_STEPS, seed: int = 0,
                     batch_size: int = 100, progress: bool = False) -> torch.Tensor:
     """log p(x) in nats, (N,) float64, of inputs ``xp`` already prepared by ``classify.model_inputs``; a

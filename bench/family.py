@@ -12,6 +12,9 @@ Writes bench/results/PRESET-DATA[-VARIANT].json and .png, and docs/figures/PRESE
     python bench/family.py vae-mlp,iwae --data mnist --iwae-k 5000
     python bench/family.py vae --data mnist --steps 60000 --set lr_decay=cosine --variant long
     python bench/family.py vae --data mnist ... --iwae-k 5000 --score-only      # rescore that run folder, no training
+    python bench/family.py vae --data mnist --iwae-k 5000 --device cuda --variant gpu   # on a GPU (bench/gpu_vae.sh)
+
+Training takes the GPU wherever there is one (genzoo train); --device says where `genzoo eval` samples and scores.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ from common import RESULTS, genzoo_cmd, has_feature_network, run, write_result  
 import genzoo  # noqa: E402
 from genzoo.data import load_split  # noqa: E402
 from genzoo.apps.edit import has_latents, interpolate  # noqa: E402
+from genzoo.checkpoint import resolve_device  # noqa: E402
+from genzoo.errors import GenzooError  # noqa: E402
 from genzoo.images import save_grid  # noqa: E402
 from genzoo.models import MODELS  # noqa: E402
 
@@ -87,7 +92,7 @@ def figures(model, data: str, name: str) -> dict:
 
 def bench_one(preset: str, data: str, steps: int | None, sets: list[str], variant: str, iwae_k: int,
               n: int, argv: list[str], metrics: str | None = None, resume: bool = False,
-              score_only: bool = False) -> None:
+              score_only: bool = False, device: str = "cpu", eval_batch: int = 500) -> None:
     name = f"{preset}-{data}" + (f"-{variant}" if variant != "default" else "")
     run_dir = Path("runs") / f"bench-{name}"
     # --resume continues an interrupted run folder of the same name (its training time counts every session)
@@ -114,6 +119,8 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
     ev_path = run_dir / "eval-bench.json"
     ev_cmd = genzoo_cmd() + ["eval", str(run_dir), "--metrics", metrics, "--n", str(n), "--seed", "0",
                              "--iwae-k", str(iwae_k), "--out", str(ev_path), "--no-progress"]
+    if device != "cpu" or eval_batch != 500:
+        ev_cmd += ["--device", device, "--batch-size", str(eval_batch)]
     if metrics:
         run(ev_cmd)
         ev = json.loads(ev_path.read_text())
@@ -130,7 +137,8 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
         **({"scored_by": "python bench/family.py " + " ".join(argv)} if score_only else {}),
         "train_command": " ".join(["genzoo"] + train[3:]),
         "eval_command": " ".join(["genzoo"] + ev_cmd[3:]) if metrics else None,
-        "run": str(run_dir), "checkpoint": ev["checkpoint"], "seed": config["train"]["seed"],
+        "run": str(run_dir), **({"eval_device": ev["device"]} if "device" in ev else {}),
+        "checkpoint": ev["checkpoint"], "seed": config["train"]["seed"],
         "config": config["model"], "train_config": config["train"],
         "train_steps": summary["step"], "train_wall_s": summary["train_wall_s"],
         "train_img_per_s": summary.get("train_img_per_s"),
@@ -156,8 +164,14 @@ def main() -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run folder instead of retraining")
     p.add_argument("--score-only", action="store_true",
                    help="score and draw the run folder this command trained before, without training")
+    p.add_argument("--device", default="cpu", help="where genzoo eval samples and scores: cpu (default), cuda")
+    p.add_argument("--eval-batch", type=int, default=500, help="genzoo eval --batch-size (sampling)")
     argv = sys.argv[1:]
     args = p.parse_args(argv)
+    try:
+        resolve_device(args.device)      # a missing GPU fails here, before any training
+    except GenzooError as e:
+        raise SystemExit(str(e)) from None
     presets = FAMILIES.get(args.presets, tuple(args.presets.split(",")))
     unknown = [pr for pr in presets if pr not in MODELS]
     if unknown:
@@ -165,7 +179,7 @@ def main() -> None:
     for preset in presets:   # each result records the command that reruns it alone
         one = [preset if a == args.presets else a for a in argv]
         bench_one(preset, args.data, args.steps, args.set, args.variant, args.iwae_k, args.n, one, args.metrics,
-                  args.resume, args.score_only)
+                  args.resume, args.score_only, args.device, args.eval_batch)
 
 
 if __name__ == "__main__":

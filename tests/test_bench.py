@@ -180,3 +180,26 @@ def test_augment_driver_runs_the_n_side_by_side_and_reuses_finished_work(tmp_pat
     cmd[cmd.index("--classifier-steps") + 1] = "6"                       # another recipe: the experiment reruns
     subprocess.run(cmd, check=True, capture_output=True)
     assert report.stat().st_mtime_ns != before
+
+
+def test_gpu_rows_at_5000_cover_their_cpu_recipe_but_judge_no_aim():
+    summarize = _summarize()
+
+    def run(model, variant, k, nll, device="cpu", wall=1800.0):
+        return {"model": model, "variant": variant, "dataset": "mnist", "device": device, "_name": model,
+                "metrics": {"iwae_k": k, "nll_nats": nll, "elbo_nats": nll + 3}, "eval_wall_s": 600.0,
+                "train_steps": 100, "train_wall_s": wall, "config": {}, "train_config": {}}
+    gpu = "cuda:0 (NVIDIA H200)"
+    rows = [run("vae", "default", 1000, 87.0), run("vae", "gpu", 5000, 81.0, gpu, 120.0),
+            run("iwae", "short", 1000, 89.0), run("vae-mlp", "60min", 5000, 86.4)]
+    line = summarize.iwae_k_notes(rows)[0]
+    assert "`vae-mlp` (60min) has it; `vae` (gpu) has it on a GPU" in line
+    assert "Still below it: `iwae` (short);" in line and "`vae`'s evaluation at k = 1000 took 10 min" in line
+    assert "Every MNIST row's recipe has it" in summarize.iwae_k_notes(rows[:2])[0]
+    # the 60-minute aim is judged on this CPU's rows: the GPU row's 81.0 neither meets it nor shows as tried
+    text = "\n".join(summarize.vae_section(rows))
+    assert "`vae` toward <= 82.00 nats: default: 100 steps in 30.0 min, 87.00 nats (k=1000). Best 87.00" in text
+    table = "\n".join(summarize.likelihood_section(rows))
+    assert "| mnist | `vae` (gpu) | 81.00 nats (IWAE k=5000) | 84.00 nats | conv VAE" in table
+    assert "| not judged: trained on a GPU, the aim's 60 min are this CPU's | 2.0 min on GPU |" in table
+    assert "| <= 82.00 in 60 min | missed by 5.00 nats | 30.0 min |" in table

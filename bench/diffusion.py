@@ -188,7 +188,8 @@ def bench_ddpm(args, sets: list[str]) -> None:
         **({} if scored else {"refused": {"fid,kid,pr,score": f"genzoo has no frozen classifier for {args.data}: "
                                                               "the sample grid, timings and the bound only"}}),
         "bpd_note": f"variational bound (Ho et al. 2020, eq. 5) on the first {bpd_n} test images, dequantized "
-                    f"once with seed 0; one x_t draw per step (seed 1); {bpd_wall:.0f} s",
+                    f"once with seed 0; one x_t draw per step (seed 1); {bpd_wall:.0f} s"
+                    + ("; float32 without TF32" if model.device.type == "cuda" else ""),
         "bpd_images": bpd_n, "bpd_wall_s": round(bpd_wall, 1),
         "sampler_sweep": rows, **({"steps_plot": f"bench/results/{png.name}"} if scored else {}),
         "sample_grid": f"bench/results/{name}.png", "metrics": {**main_row.get("metrics", {}), "bpd": round(bpd, 4)}})
@@ -234,7 +235,8 @@ def bench_cfg(args, sets: list[str]) -> None:
         bpd, bpd_n, bpd_wall = test_bound(model, args.data, args.bpd_images, args.bpd_batch)
         bound = {"bpd": round(bpd, 4)}
         bound_note = (f"variational bound on log p(x | y) (Ho et al. 2020, eq. 5, each image with its own label) on "
-                      f"the first {bpd_n} test images, dequantized once with seed 0; {bpd_wall:.0f} s")
+                      f"the first {bpd_n} test images, dequantized once with seed 0; {bpd_wall:.0f} s"
+                      + ("; float32 without TF32" if model.device.type == "cuda" else ""))
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(run_dir / "samples.png", RESULTS / f"{name}.png")
     write_result(name, {

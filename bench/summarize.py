@@ -549,7 +549,10 @@ def diffusion_section(refs: dict, results: list[dict]) -> list[str]:
         if r.get("cas_note"):
             lines += [f"{r['cas_note']}; CAS (real) is the frozen classifier's test accuracy.", ""]
         if r.get("bpd_note"):
-            lines += [f"Bits/dim {r['metrics']['bpd']:.3f}: {r['bpd_note']}.", ""]
+            tf32 = " It was scored on the GPU with cuDNN's default TF32 convolutions (10-bit mantissas), before " \
+                "genzoo's scoring turned TF32 off, and has not been rescored since." \
+                if _on_gpu(r) and "TF32" not in r["bpd_note"] else ""
+            lines += [f"Bits/dim {r['metrics']['bpd']:.3f}: {r['bpd_note']}.{tf32}", ""]
     return lines + diffusion_aim(refs, results, rows)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from common import genzoo_cmd, run  # noqa: E402
+from common import genzoo_cmd, repo_path, run  # noqa: E402
 
 from genzoo.apps.augment import plot_gain  # noqa: E402
 from genzoo.config import TrainConfig  # noqa: E402
@@ -139,12 +139,6 @@ def launch(cmd: list[str], log: Path | None) -> None:
     if code:
         tail = log.read_text().splitlines()[-20:]
         raise SystemExit(f"{' '.join(cmd)} failed ({code}); the end of {log}:\n" + "\n".join(tail))
-
-
-def repo_path(path: Path) -> str:
-    """``path`` relative to the repository root when it lies inside it (results name their files that way)."""
-    root, path = Path(__file__).resolve().parent.parent, path.resolve()
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 if __name__ == "__main__":

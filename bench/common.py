@@ -43,3 +43,9 @@ def has_feature_network(data: str) -> bool:
     except GenzooError:
         return False
     return True
+
+
+def repo_path(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it (results name their files that way)."""
+    root, path = Path(__file__).resolve().parent.parent, Path(path).resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)

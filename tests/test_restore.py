@@ -6,6 +6,7 @@ files and errors on short digits runs."""
 import dataclasses
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -546,3 +547,36 @@ def test_a_latent_whose_decoder_overflows_is_pulled_back_to_where_it_does_not():
     z, info = fit_latents(model, x, restarts=1, iters=50, lr=0.05, start=start)
     assert (z.norm(dim=1) <= 1.0).all(), z
     assert (info["error"] < 0.5 * info["start_error"]).all(), info
+
+
+def test_bench_restore_runs_side_by_side_like_in_one_process_and_reuses_finished_parts(runs, tmp_path):
+    # bench/restore.py --jobs: each run restored by its own process, merged into the same rows and figure as one
+    # process gives; a part already there from the same command is reused; a run that fails is named, not fatal
+    import json
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    script, both = [sys.executable, str(root / "bench" / "restore.py")], [str(runs["vae"]), str(runs["ddpm"])]
+    base = ["--data", "digits", "--n", "12", "--batch-size", "6", "--presets", "center,random50",
+            "--opt", "iters=5", "--opt", "steps=3", "--opt", "resample=2", "--opt", "jump=2", "--no-progress"]
+    one, side = tmp_path / "one", tmp_path / "side"
+    subprocess.run(script + both + base + ["--results", str(one)], check=True, capture_output=True)
+    cmd = script + both + [str(tmp_path / "no-such-run")] + base + ["--results", str(side), "--jobs", "3",
+                                                                    "--parts", str(tmp_path / "parts")]
+    subprocess.run(cmd, check=True, capture_output=True)
+    a, b = (json.loads((d / "restore-digits.json").read_text()) for d in (one, side))
+    assert len(a["rows"]) == 4 + 4 and [r["run"] for r in b["rows"]] == [r["run"] for r in a["rows"]]
+    for ra, rb in zip(a["rows"], b["rows"]):
+        assert (ra["task"], ra["preset"], ra["method"]) == (rb["task"], rb["preset"], rb["method"])
+        assert rb["metrics"] == pytest.approx(ra["metrics"], rel=1e-3)
+    assert b["jobs"] == 3 and len(b["part_commands"]) == 2 and b["failed_runs"] == [str(tmp_path / "no-such-run")]
+    assert "jobs" not in a and "failed_runs" not in a and a["eval_device"] == "cpu"
+    fa, fb = (np.asarray(Image.open(d / "restore-digits.png")) for d in (one, side))
+    assert fa.shape == fb.shape
+    part = tmp_path / "parts" / f"{runs['vae'].name}.npz"
+    before = part.stat().st_mtime_ns
+    subprocess.run(cmd, check=True, capture_output=True)                # the same command: nothing restored again
+    assert part.stat().st_mtime_ns == before
+    assert json.loads((side / "restore-digits.json").read_text())["rows"] == b["rows"]
+    subprocess.run(cmd + ["--seed", "1"], check=True, capture_output=True)
+    assert part.stat().st_mtime_ns != before

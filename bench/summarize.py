@@ -415,9 +415,15 @@ def apps_section(apps: dict) -> list[str]:
                       "99.0%: " + ("met." if acc >= 0.99 else f"missed by {100 * (0.99 - acc):.2f} points.")]
         lines.append("")
     for r in apps["restore"]:
-        lines += [f"### Restoration on {r['dataset']}", "",
+        variant = r.get("variant", "default")
+        on_gpu = str(r.get("eval_device", "cpu")).startswith("cuda")
+        lines += [f"### Restoration on {r['dataset']}" + (f" ({variant})" if variant != "default" else ""), "",
                   f"{r['images']}, seed {r['seed']}; {r['metric_notes']}. FID of the clean images at this n: "
-                  f"{r['fid_truth']}. Command: `{r['command']}`.", "",
+                  f"{r['fid_truth']}. Command: `{r['command']}`."
+                  + (f" Device: {r['eval_device']}, for training and restoring." if on_gpu else "")
+                  + (f" {r['note'][0].upper()}{r['note'][1:]}." if r.get("note") else "")
+                  + (f" Not finished in its budget: {', '.join(_run_label(x) for x in r['failed_runs'])}."
+                     if r.get("failed_runs") else ""), "",
                   "| run | task | mask | method | PSNR | SSIM | FID | wall |", "|---|---|---|---|---|---|---|---|"]
         for row in r["rows"]:
             m = row["metrics"]

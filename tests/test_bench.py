@@ -203,3 +203,17 @@ def test_gpu_rows_at_5000_cover_their_cpu_recipe_but_judge_no_aim():
     assert "| mnist | `vae` (gpu) | 81.00 nats (IWAE k=5000) | 84.00 nats | conv VAE" in table
     assert "| not judged: trained on a GPU, the aim's 60 min are this CPU's | 2.0 min on GPU |" in table
     assert "| <= 82.00 in 60 min | missed by 5.00 nats | 30.0 min |" in table
+
+
+def test_a_gpu_restoration_names_its_device_and_the_runs_it_left_out():
+    row = {"run": "runs/gpu-restore-mnist-vae-mlp", "task": "denoise", "preset": None, "method": "latent-map",
+           "metrics": {"psnr": 20.0, "ssim": 0.9, "fid": 2.0}, "wall_s": 60.0}
+    r = {"dataset": "mnist", "variant": "gpu", "images": "the full test set", "seed": 0, "metric_notes": "notes",
+         "fid_truth": 0.03, "command": "python bench/restore.py ...", "eval_device": "cuda:0 (NVIDIA H200)",
+         "note": "6 runs restored side by side, so each wall time is its share",
+         "failed_runs": ["runs/gpu-restore-mnist-glow"], "rows": [row]}
+    text = "\n".join(_summarize().apps_section({"ood": [], "classify": [], "restore": [r], "augment": []}))
+    assert "### Restoration on mnist (gpu)" in text
+    assert "Device: cuda:0 (NVIDIA H200), for training and restoring. 6 runs restored side by side" in text
+    assert "Not finished in its budget: `gpu-restore-mnist-glow`." in text
+    assert "| `gpu-restore-mnist-vae-mlp` | denoise |  | latent-map | 20.000 | 0.900 | 2.000 | 1.0 min |" in text

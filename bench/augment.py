@@ -16,7 +16,9 @@ GPU serves all of them; their train and augment wall times are then each one's s
 
 A run folder that already finished (summary.json says so) is not trained again, and an experiment whose report is
 there from the same augment command is not run again; the result still lists the commands that made them. The
-batch size is min(the model's, n): with n = 100 every step sees all of them.
+batch size is min(the model's, n): with n = 100 every step sees all of them. --keep-rows keeps each row of the
+committed result whose n the same two commands made, so a later call (a GPU session) adds the n an earlier one
+could not finish without running the others again.
 """
 from __future__ import annotations
 
@@ -59,6 +61,9 @@ def main() -> None:
     p.add_argument("--variant", help="suffix of the result name")
     p.add_argument("--runs", default="runs", help="where the run folders go (default runs/)")
     p.add_argument("--results", help="results folder (default bench/results)")
+    p.add_argument("--keep-rows", action="store_true", help="keep each row of the committed result whose n the same "
+                   "two commands made (marked kept), instead of running it again: a later call adds the n an "
+                   "earlier one could not finish")
     args = p.parse_args()
     if args.results:
         common.RESULTS = Path(args.results)
@@ -71,6 +76,11 @@ def main() -> None:
     if args.jobs < 1:
         p.error("--jobs must be at least 1")
 
+    earlier = {}        # --keep-rows: the committed result's rows, by n, with the commands that made them
+    if args.keep_rows and (common.RESULTS / f"augment-{tag}.json").exists():
+        prev = json.loads((common.RESULTS / f"augment-{tag}.json").read_text())
+        earlier = {row["n_real"]: (row, set(prev.get("commands", []))) for row in prev["rows"]}
+
     def one(n: int) -> tuple[list[str], dict]:
         """Train the model on n real images (unless a finished run is there) and run the experiment on it."""
         run_dir = Path(args.runs) / f"bench-augment-{tag}-n{n}"
@@ -78,17 +88,14 @@ def main() -> None:
         done = ("finished", "early_stopped", "time_limit")
         quiet = ["--no-progress"] if args.jobs > 1 else []
         log = run_dir.parent / f"{run_dir.name}.log" if args.jobs > 1 else None
-        cmd = genzoo_cmd() + ["train", args.model, "--data", args.data, "--out", str(run_dir), "--overwrite",
-                              "--set", f"train_subset={n}"]
+        train = genzoo_cmd() + ["train", args.model, "--data", args.data, "--out", str(run_dir), "--overwrite",
+                                "--set", f"train_subset={n}"]
         if args.steps:
-            cmd += ["--steps", str(args.steps)]
+            train += ["--steps", str(args.steps)]
         if not user_batch and n < batch:
-            cmd += ["--set", f"batch_size={n}"]
+            train += ["--set", f"batch_size={n}"]
         for kv in args.set:
-            cmd += ["--set", kv]
-        commands = [" ".join(["genzoo"] + cmd[3:])]   # also when an earlier call trained it: how it was made
-        if not (summary.exists() and json.loads(summary.read_text()).get("status") in done):
-            launch(cmd + quiet, log)
+            train += ["--set", kv]
         cmd = genzoo_cmd() + ["augment", str(run_dir), "--n-real", str(n), "--seeds", args.seeds,
                               "--gen-ratio", str(args.gen_ratio), "--classifier-steps", str(args.classifier_steps),
                               "--cas-n", str(args.cas_n), "--out", str(report_dir)]
@@ -98,7 +105,13 @@ def main() -> None:
             cmd += ["--device", args.device]
         for kv in args.opt:
             cmd += ["--opt", kv]
-        commands.append(" ".join(["genzoo"] + cmd[3:]))
+        # also when an earlier call trained it: how it was made
+        commands = [" ".join(["genzoo"] + train[3:]), " ".join(["genzoo"] + cmd[3:])]
+        if n in earlier and set(commands) <= earlier[n][1]:
+            print(f"n = {n}: kept from the committed result (the same commands made it)", flush=True)
+            return commands, {**earlier[n][0], "kept": True}
+        if not (summary.exists() and json.loads(summary.read_text()).get("status") in done):
+            launch(train + quiet, log)
         report = report_dir / f"augment-n{n}.json"
         if not (report.exists() and json.loads(report.read_text()).get("command", "").replace(" --no-progress", "")
                 == commands[-1]):
@@ -117,11 +130,14 @@ def main() -> None:
     rows = [row for _, row in done_ns]
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     png = common.RESULTS / f"augment-{tag}.png"
-    plot_gain([json.loads((report_dir / f"augment-n{n}.json").read_text()) for n in ns], png)
+    seeds = [int(v) for v in args.seeds.split(",")]
+    plot_gain([{"model": args.model, "dataset": args.data, "gen_ratio": args.gen_ratio, "seeds": seeds, **row}
+               if row.get("kept") else json.loads((report_dir / f"augment-n{row['n_real']}.json").read_text())
+               for row in rows], png)
     common.write_result(f"augment-{tag}", {
         "model": args.model, "dataset": args.data, "variant": args.variant or "augmentation-gain",
         "command": shlex.join(["python", "bench/augment.py", *sys.argv[1:]]), "commands": commands,
-        "seeds": [int(s) for s in args.seeds.split(",")], "gen_ratio": args.gen_ratio,
+        "seeds": seeds, "gen_ratio": args.gen_ratio,
         "classifier_steps": args.classifier_steps, "cas_n": args.cas_n, "device": rows[0]["device"],
         **({"jobs": args.jobs} if args.jobs > 1 else {}), **({"note": args.note} if args.note else {}),
         "plot": repo_path(png), "rows": rows})

@@ -9,7 +9,9 @@
 #
 # DEVICE=cpu N=100,500 DATA=digits SETS="width=8 timesteps=20" STEPS=30 OPTS="steps=5" CAS_N=100 CLF_STEPS=20 make a
 # dry run of the whole script on a CPU in a minute. BUDGET=S stops the runs S seconds after the start; the n whose
-# reports are done by then still make the result (bench/augment.py reuses a finished report).
+# reports are done by then still make the result (bench/augment.py reuses a finished report), and so do the rows of
+# the committed result that the same commands made (--keep-rows): with SETS=max_train_minutes=3 (the committed
+# run's), N=100,1000,60000 runs n = 60,000 alone and keeps the other two.
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 DATA=${DATA:-mnist}
@@ -33,7 +35,7 @@ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_av
 note="the n ran side by side on one GPU, so each wall time is its share"
 note+="; the classifiers trained on CPU cores, $THREADS threads each"
 args=(ddpm-cfg --data "$DATA" --steps "$STEPS" --set coverage_every_steps=0 --classifier-steps "$CLF_STEPS"
-      --cas-n "$CAS_N" --device "$DEVICE" --batch-size "$BATCH" --variant gpu --note "$note")
+      --cas-n "$CAS_N" --device "$DEVICE" --batch-size "$BATCH" --variant gpu --note "$note" --keep-rows)
 for s in $SETS; do args+=(--set "$s"); done
 for o in $OPTS; do args+=(--opt "$o"); done
 limit=()

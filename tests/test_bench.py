@@ -177,9 +177,21 @@ def test_augment_driver_runs_the_n_side_by_side_and_reuses_finished_work(tmp_pat
     assert report.stat().st_mtime_ns == before
     again = json.loads((tmp_path / "results" / "augment-cvae-digits.json").read_text())
     assert again["rows"] == res["rows"]
+    import shutil                  # --keep-rows: a committed result that has the n = 100 row alone (an earlier call
+    shutil.rmtree(tmp_path / "bench-augment-cvae-digits-n100")          # finished no other) keeps it, though its
+    (tmp_path / "bench-augment-cvae-digits" / "augment-n100.json").unlink()     # run and report are gone, and the
+    committed = tmp_path / "results" / "augment-cvae-digits.json"               # n = 500 row comes from its report
+    committed.write_text(json.dumps({**res, "rows": res["rows"][:1]}))
+    subprocess.run(cmd + ["--keep-rows"], check=True, capture_output=True)
+    kept = json.loads(committed.read_text())
+    assert kept["rows"][0] == {**res["rows"][0], "kept": True}
+    assert not (tmp_path / "bench-augment-cvae-digits-n100").exists() and kept["rows"][1] == res["rows"][1]
+    before = (tmp_path / "bench-augment-cvae-digits" / "augment-n500.json").stat().st_mtime_ns
     cmd[cmd.index("--classifier-steps") + 1] = "6"                       # another recipe: the experiment reruns
-    subprocess.run(cmd, check=True, capture_output=True)
-    assert report.stat().st_mtime_ns != before
+    subprocess.run(cmd + ["--keep-rows"], check=True, capture_output=True)   # and no row is kept
+    assert (tmp_path / "bench-augment-cvae-digits" / "augment-n500.json").stat().st_mtime_ns != before
+    assert not any(row.get("kept") for row in json.loads((tmp_path / "results" / "augment-cvae-digits.json")
+                                                          .read_text())["rows"])
 
 
 def test_gpu_rows_at_5000_cover_their_cpu_recipe_but_judge_no_aim():

@@ -12,7 +12,7 @@ preset: the input as the model sees it, each run's restoration, the truth).
     python bench/restore.py runs/ddpm-mnist runs/pixelcnn-mnist runs/vae-mnist runs/glow-mnist runs/dcgan-mnist \\
         --data mnist --n 200 --presets center,half,random50
     python bench/restore.py runs/ddpm-mnist --data mnist --opt steps=100 --opt resample=10 --variant repaint-100
-    python bench/restore.py RUN ... --n 10000 --device cuda --batch-size 1000 --jobs 6 --variant gpu   # bench/gpu_restore.sh
+    python bench/restore.py RUN ... --n 10000 --device cuda --batch-size 1000 --jobs 6 --variant gpu   # (gpu_restore.sh)
 
 --jobs J restores J runs side by side, each in its own process (RUNS/restore-parts-DATA[-VARIANT]/RUN.log), and
 merges their rows and figure; a run whose part is already there from the same command is not restored again, and

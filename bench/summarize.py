@@ -444,7 +444,9 @@ def apps_section(apps: dict) -> list[str]:
             m = row["metrics"]
             sd = {k: f" ({m[k]:.4f})" if k in m else "" for k in ("acc_real_std", "acc_real_gen_std")}
             cas_cell = f"{m['cas']:.4f} ({m['cas_real']:.4f})" if "cas" in m else ""
-            lines.append(f"| {row['n_real']} | {row['n_generated']} | {m['acc_real_mean']:.4f}{sd['acc_real_std']} | "
+            kept = " (an earlier call's row, made by the same commands)" if row.get("kept") else ""
+            lines.append(f"| {row['n_real']}{kept} | {row['n_generated']} | "
+                         f"{m['acc_real_mean']:.4f}{sd['acc_real_std']} | "
                          f"{m['acc_real_gen_mean']:.4f}{sd['acc_real_gen_std']} | "
                          f"{100 * (m['acc_real_gen_mean'] - m['acc_real_mean']):+.2f} | {cas_cell} | "
                          f"{row['train_steps']} steps, {_min(row['train_wall_s'])} | {_min(row['augment_wall_s'])} |")

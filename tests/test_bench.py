@@ -229,3 +229,15 @@ def test_a_gpu_restoration_names_its_device_and_the_runs_it_left_out():
     assert "Device: cuda:0 (NVIDIA H200), for training and restoring. 6 runs restored side by side" in text
     assert "Not finished in its budget: `gpu-restore-mnist-glow`." in text
     assert "| `gpu-restore-mnist-vae-mlp` | denoise |  | latent-map | 20.000 | 0.900 | 2.000 | 1.0 min |" in text
+
+
+def test_an_augmentation_row_kept_from_an_earlier_call_says_so():
+    def row(n, kept=False):
+        m = {"acc_real_mean": 0.9, "acc_real_gen_mean": 0.91, "acc_real_std": 0.01, "acc_real_gen_std": 0.01}
+        return {"n_real": n, "n_generated": n, "metrics": m, "train_steps": 10, "train_wall_s": 60.0,
+                "augment_wall_s": 60.0, **({"kept": True} if kept else {})}
+    r = {"model": "ddpm-cfg", "dataset": "mnist", "command": "python bench/augment.py ...", "seeds": [0, 1, 2],
+         "classifier_steps": 300, "gen_ratio": 1.0, "rows": [row(100, True), row(60000)], "plot": "x.png"}
+    text = "\n".join(_summarize().apps_section({"ood": [], "classify": [], "restore": [], "augment": [r]}))
+    assert "| 100 (an earlier call's row, made by the same commands) | 100 | 0.9000 (0.0100) |" in text
+    assert "| 60000 | 60000 | 0.9000 (0.0100) |" in text

@@ -13,7 +13,6 @@
 # the committed result that the same commands made (--keep-rows): with SETS=max_train_minutes=3 (the committed
 # run's), N=100,1000,60000 runs n = 60,000 alone and keeps the other two.
 set -uo pipefail
-DEVICE=${DEVICE:-cuda}
 DATA=${DATA:-mnist}
 N=${N:-100,1000,60000}
 SETS=${SETS:-}
@@ -23,15 +22,9 @@ CAS_N=${CAS_N:-60000}
 CLF_STEPS=${CLF_STEPS:-300}
 BATCH=${BATCH:-2500}
 THREADS=${THREADS:-5}
-PY=${PY:-python3}
-BUDGET=${BUDGET:-0}
-OUT=${OUT:-}
-cd "$(dirname "$0")/.." || exit 1
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=$THREADS
-log() { echo "[$(date +%T)] $*"; }
+source "$(dirname "$0")/gpu_common.sh"
+export OMP_NUM_THREADS=$THREADS
 
-if [ "$DEVICE" != cpu ]; then nvidia-smi -L; fi
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 note="the n ran side by side on one GPU, so each wall time is its share"
 note+="; the classifiers trained on CPU cores, $THREADS threads each"
 args=(ddpm-cfg --data "$DATA" --steps "$STEPS" --set coverage_every_steps=0 --classifier-steps "$CLF_STEPS"

@@ -11,13 +11,13 @@
 #     GENZOO_DATA=$PWD/.gpu/data bash bench/gpu_diffusion.sh [MINUTES]
 #     GENZOO_DATA=$PWD/.gpu/data PRESET=ddpm-cfg BUDGET=540 bash bench/gpu_diffusion.sh 3
 #
-# DEVICE=cpu and SETS="width=8 timesteps=20" make a dry run of the whole script on a CPU (with EVAL set small).
+# DEVICE=cpu and SETS="width=8 timesteps=20" make a dry run of the whole script on a CPU (with EVAL set small); its
+# results are tagged "dry" (delete them after), so the committed GPU rows stay as they are.
 # BUDGET=S stops the runs S seconds after the start (what they finished by then is packed: each evaluation writes
 # its own JSON).
 set -uo pipefail
 MINUTES=${1:-3}
 PRESET=${PRESET:-ddpm}
-DEVICE=${DEVICE:-cuda}
 SETS=${SETS:-width=64 batch_size=256}
 case "$PRESET" in
     ddpm) EVAL=${EVAL:---n 10000 --n-ddpm 1000 --bpd-images 500 --bpd-batch 500 --speed-n 256 --eval-batch 2500} ;;
@@ -25,16 +25,10 @@ case "$PRESET" in
 --speed-n 256 --eval-batch 2500} ;;
     *) echo "PRESET is ddpm or ddpm-cfg, got $PRESET"; exit 2 ;;
 esac
-PY=${PY:-python3}
 THREADS=${THREADS:-8}
-BUDGET=${BUDGET:-0}
-OUT=${OUT:-}
-cd "$(dirname "$0")/.." || exit 1
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-log() { echo "[$(date +%T)] $*"; }
+source "$(dirname "$0")/gpu_common.sh"
+TAG=${TAG:-$([ "$DEVICE" = cpu ] && echo dry || echo gpu)}    # a CPU dry run never writes over the GPU rows
 
-if [ "$DEVICE" != cpu ]; then nvidia-smi -L; fi
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 sets=(); for s in $SETS; do sets+=(--set "$s"); done
 
 log "smoke run"
@@ -52,10 +46,10 @@ if [ "$BUDGET" -gt 0 ]; then limit=(timeout $((BUDGET - SECONDS))); fi
 pids=()
 for data in mnist fashion-mnist; do
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=$THREADS "${limit[@]}" $PY bench/diffusion.py --data $data --presets "$PRESET" --tag gpu \
+    OMP_NUM_THREADS=$THREADS "${limit[@]}" $PY bench/diffusion.py --data $data --presets "$PRESET" --tag "$TAG" \
         --train-minutes "$MINUTES" "${sets[@]}" --set coverage_every_steps=0 $EVAL --device "$DEVICE" --note "$note" \
         --driver "PRESET=$PRESET bash bench/gpu_diffusion.sh $MINUTES" \
-        > "${OUT:-/tmp}/$PRESET-$data-gpu.log" 2>&1 &
+        > "${OUT:-/tmp}/$PRESET-$data-$TAG.log" 2>&1 &
     pids+=($!)
 done
 status=0
@@ -63,9 +57,9 @@ for p in "${pids[@]}"; do wait "$p" || status=$?; done
 log "runs ended (status $status)"
 
 if [ -n "$OUT" ]; then
-    files=(bench/results/"$PRESET"-*-gpu*)
+    files=(bench/results/"$PRESET"-*-"$TAG"*)
     for data in mnist fashion-mnist; do
-        r=runs/bench-$PRESET-$data-gpu
+        r=runs/bench-$PRESET-$data-$TAG
         files+=("$r"/summary.json "$r"/config.json "$r"/metrics.jsonl "$r"/eval-bench-*.json "$r"/samples.png \
                 "$r"/curves.png "$r"-probe/summary.json)
         if [ -f "$r/ema.safetensors" ]; then split -b 15M "$r/ema.safetensors" "$OUT/ema-$PRESET-$data.part-"; fi

@@ -14,17 +14,12 @@
 # that the result is written by S seconds after the start, from the runs that finished.
 set -uo pipefail
 DATA=${1:-mnist}
-DEVICE=${DEVICE:-cuda}
 N=${N:-10000}
 BATCH=${BATCH:-1000}
 TINY=${TINY:-0}
 THREADS=${THREADS:-2}
-PY=${PY:-python3}
-BUDGET=${BUDGET:-0}
-OUT=${OUT:-}
-cd "$(dirname "$0")/.." || exit 1
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=$THREADS
-log() { echo "[$(date +%T)] $*"; }
+source "$(dirname "$0")/gpu_common.sh"
+export OMP_NUM_THREADS=$THREADS
 
 # run name: preset and training options; the CPU table's presets (its vae-mlp is the default 15000 steps here,
 # not the 150000-step run, and its ddpm the width-64 GPU recipe of bench/gpu_diffusion.sh)
@@ -35,8 +30,6 @@ case "$DATA" in
     *) echo "DATA is mnist, fashion-mnist (or digits for a dry run), got $DATA"; exit 2 ;;
 esac
 
-if [ "$DEVICE" != cpu ]; then nvidia-smi -L; fi
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 stop_at=$((BUDGET > 0 ? BUDGET - 45 : 0))           # the last 45 s merge the parts, draw and pack
 left() { echo $((stop_at - SECONDS)); }
 

@@ -14,19 +14,14 @@
 # the whole script on a CPU in a minute (STEPS replaces every row's steps; delete the digits files it writes).
 # BUDGET=S stops the runs S seconds after the start; each row that finished by then has its result.
 set -uo pipefail
-DEVICE=${DEVICE:-cuda}
 DATA=${DATA:-mnist}
 K=${K:-5000}
 N=${N:-10000}
 STEPS=${STEPS:-}
 METRICS=${METRICS:-fid,kid,pr,score,nll}     # CAS (a 4000-step classifier fit on the CPU) stays with the CPU rows
 THREADS=${THREADS:-2}
-PY=${PY:-python3}
-BUDGET=${BUDGET:-0}
-OUT=${OUT:-}
-cd "$(dirname "$0")/.." || exit 1
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=$THREADS
-log() { echo "[$(date +%T)] $*"; }
+source "$(dirname "$0")/gpu_common.sh"
+export OMP_NUM_THREADS=$THREADS
 
 # name: preset, steps and options of the CPU row (bench/results/PRESET-mnist-VARIANT.json), longest first
 declare -A ROW=(
@@ -39,9 +34,6 @@ declare -A ROW=(
     [cvae-short]="cvae 5000"
 )
 ROWS=${ROWS:-vae vae-pixel iwae-pixel cvae-separate iwae-short beta-vae-short cvae-short}
-
-if [ "$DEVICE" != cpu ]; then nvidia-smi -L; fi
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
 log "smoke run"
 $PY bench/family.py vae --data digits --steps 20 --set width=8 --iwae-k 10 --n 100 --metrics nll \

@@ -152,20 +152,20 @@ def run_parts(args, part_dir: Path) -> tuple[list, list[str], list[str]]:
     that finished (a part already on disk from the same command is reused), their commands, and the runs that
     failed or ran past --part-timeout."""
     part_dir.mkdir(parents=True, exist_ok=True)
-    common = ["--data", args.data, "--n", str(args.n), "--presets", args.presets, "--tasks", args.tasks,
+    shared = ["--data", args.data, "--n", str(args.n), "--presets", args.presets, "--tasks", args.tasks,
               "--noise-std", str(args.noise_std), "--seed", str(args.seed), "--batch-size", str(args.batch_size),
               "--device", args.device, "--figure-images", str(args.figure_images), "--no-progress"] \
         + [a for o in args.opt for a in ("--opt", o)] + (["--no-ema"] if args.no_ema else [])
 
     def one(run: str):
         part = part_dir / Path(run).name
-        cmd = ["python", "bench/restore.py", run, *common]
+        cmd = ["python", "bench/restore.py", run, *shared]
         if ext(part, "npz").exists() and json.loads(ext(part, "json").read_text())["command"] == cmd:
             print(f"{Path(run).name}: reusing {part}.json", flush=True)
             return cmd, load_part(part)
         with open(ext(part, "log"), "w") as log:
             try:
-                code = subprocess.run([sys.executable, __file__, run, *common, "--part", str(part)], stdout=log,
+                code = subprocess.run([sys.executable, __file__, run, *shared, "--part", str(part)], stdout=log,
                                       stderr=subprocess.STDOUT, timeout=args.part_timeout or None).returncode
             except subprocess.TimeoutExpired:
                 code = "timeout"

@@ -273,7 +273,7 @@ def iwae_k_notes(vaes: list[dict]) -> list[str]:
     if at_5000:
         here = [_label(r) for r in at_5000 if not _on_gpu(r)]
         there = [_label(r) for r in at_5000 if _on_gpu(r)]
-        text = f"- IWAE k: the issue asks for k = 5000 on the full MNIST test set. " + (
+        text = "- IWAE k: the issue asks for k = 5000 on the full MNIST test set. " + (
             f"{', '.join(here)} {'has' if len(here) == 1 else 'have'} it" if here else "")
         if there:
             text += ("; " if here else "") + f"{', '.join(there)} {'has' if len(there) == 1 else 'have'} it on a " \
@@ -420,7 +420,7 @@ def apps_section(apps: dict) -> list[str]:
         lines += [f"### Restoration on {r['dataset']}" + (f" ({variant})" if variant != "default" else ""), "",
                   f"{r['images']}, seed {r['seed']}; {r['metric_notes']}. FID of the clean images at this n: "
                   f"{r['fid_truth']}. Command: `{r['command']}`."
-                  + (f" Device: {r['eval_device']}, for training and restoring." if on_gpu else "")
+                  + (f" Restored on {r['eval_device']}." if on_gpu else "")
                   + (f" {r['note'][0].upper()}{r['note'][1:]}." if r.get("note") else "")
                   + (f" Not finished in its budget: {', '.join(_run_label(x) for x in r['failed_runs'])}."
                      if r.get("failed_runs") else ""), "",

@@ -226,7 +226,7 @@ def test_a_gpu_restoration_names_its_device_and_the_runs_it_left_out():
          "failed_runs": ["runs/gpu-restore-mnist-glow"], "rows": [row]}
     text = "\n".join(_summarize().apps_section({"ood": [], "classify": [], "restore": [r], "augment": []}))
     assert "### Restoration on mnist (gpu)" in text
-    assert "Device: cuda:0 (NVIDIA H200), for training and restoring. 6 runs restored side by side" in text
+    assert "Restored on cuda:0 (NVIDIA H200). 6 runs restored side by side" in text
     assert "Not finished in its budget: `gpu-restore-mnist-glow`." in text
     assert "| `gpu-restore-mnist-vae-mlp` | denoise |  | latent-map | 20.000 | 0.900 | 2.000 | 1.0 min |" in text
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genzoo.data import data_root, prepare
+from genzoo.data import prepare
 
 
 def main() -> None:
@@ -19,7 +19,7 @@ def main() -> None:
     p.add_argument("--out", default=".gpu/data", help="folder to write (default .gpu/data)")
     args = p.parse_args()
     for name in args.datasets:
-        src, dst = prepare(name), Path(args.out).resolve() / name     # prepared on first use, or it says how
+        src, dst = prepare(name).resolve(), Path(args.out).resolve() / name     # prepared on first use, or it says how
         if src == dst:
             raise SystemExit(f"--out {args.out} is the data cache itself; choose another folder")
         dst.mkdir(parents=True, exist_ok=True)

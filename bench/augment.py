@@ -1,5 +1,5 @@
-"""Benchmark driver of the augmentation-gain experiment (METRICS.md): for each n, train a class-conditional model on
-the seeded class-balanced subset of n real train images (`genzoo train MODEL --set train_subset=N`), then run
+"""Benchmark driver of the augmentation-gain experiment (docs/metrics.md): for each n, train a class-conditional
+model on the seeded class-balanced subset of n real train images (`genzoo train MODEL --set train_subset=N`), then run
 `genzoo augment RUN --n-real N` (the fixed classifier recipe on the n real images vs the n real + n generated, mean
 +- std over the seeds, and CAS). Writes bench/results/augment-MODEL-DATA[-VARIANT].json (one row per n) and the
 plot of accuracy against n beside it.

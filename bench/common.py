@@ -1,4 +1,4 @@
-"""What every benchmark result records (METRICS.md, "Results files")."""
+"""What every benchmark result records (docs/metrics.md, "Results files")."""
 from __future__ import annotations
 
 import json

@@ -271,7 +271,7 @@ def main() -> None:
     p.add_argument("--bpd-batch", type=int, default=250)
     p.add_argument("--guidance", default="0,2", help="guidance scales w for ddpm-cfg")
     p.add_argument("--cond-steps", type=int, default=50, help="DDIM steps for the ddpm-cfg evaluation")
-    p.add_argument("--cas-n", type=int, default=60_000, help="samples CAS trains on (METRICS.md: 60,000)")
+    p.add_argument("--cas-n", type=int, default=60_000, help="samples CAS trains on (docs/metrics.md: 60,000)")
     p.add_argument("--cas-recipe-steps", type=int, default=4000, help="steps of the CAS classifier (recipe: 4000)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config keys for both trainings (smoke tests: width=8 ...)")

@@ -1,4 +1,4 @@
-"""Benchmark: the real-vs-real reference of every feature metric, per data set (METRICS.md: "a model
+"""Benchmark: the real-vs-real reference of every feature metric, per data set (docs/metrics.md: "a model
 cannot be judged without it"). A seeded 10,000-image train subset plays the generated set against
 the 10,000 test images, in the frozen classifier's feature space.
 

@@ -1,7 +1,7 @@
 """Benchmark: the `vae` default config on dyn-binarized MNIST, trained for ~30 CPU minutes.
 
 Reports the negative test ELBO and the IWAE bound (k importance samples) on the full 10,000-image
-test set, binarized once with seed 0 (METRICS.md), from the EMA weights.
+test set, binarized once with seed 0 (docs/metrics.md), from the EMA weights.
 
     python bench/vae_mnist.py [--steps 42000] [--k 1000] [--run runs/bench-vae-mnist]
 """

@@ -1,7 +1,7 @@
 """genzoo's fixed classifier recipe: one small CNN and one training schedule.
 
 Its frozen, shipped copies give the feature space of FID/KID/precision-recall (the 128-d
-penultimate layer, before its ReLU) and the softmax of the classifier score (METRICS.md); the same
+penultimate layer, before its ReLU) and the softmax of the classifier score (docs/metrics.md); the same
 recipe, trained on generated images, gives the classification accuracy score (CAS).
 Network: two 3x3 conv blocks per resolution with batch norm (28 -> 14 -> 7), a 128-d layer,
 dropout, a linear head. Training: Adam with cosine decay, random +-2 pixel shifts.

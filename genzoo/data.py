@@ -60,7 +60,7 @@ from genzoo.errors import GenzooError
 DATASETS: dict[str, str] = {}
 SOURCES: dict[str, tuple[str, ...]] = {}
 SPLITS = ("train", "test")
-# data sets whose likelihoods are reported on binarized images (METRICS.md: dyn-binarized MNIST);
+# data sets whose likelihoods are reported on binarized images (docs/metrics.md: dyn-binarized MNIST);
 # models with a `binarize` option get it set from this, and the rest are scored as 8-bit data
 BINARIZED = frozenset({"mnist", "digits"})
 
@@ -194,7 +194,7 @@ class DatasetInfo:
     description: str
     shape: tuple[int, int, int]            # (C, H, W) of one image
     num_classes: int                       # 0: unlabelled
-    binarized: bool                        # likelihoods on binarized images (METRICS.md)
+    binarized: bool                        # likelihoods on binarized images (docs/metrics.md)
     build: Callable[[BuildContext], dict]
     sources: tuple[str, ...] = ("auto",)   # the values of prepare(source=...); "auto" first
     archive: str | None = None             # the file a user may place by hand or trust by name

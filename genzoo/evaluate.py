@@ -1,5 +1,5 @@
 """`genzoo eval`: sample quality in the frozen classifier's feature space, likelihood, CAS, and
-Inception FID from user-supplied InceptionV3 weights, as METRICS.md defines them. Metrics are asked
+Inception FID from user-supplied InceptionV3 weights, as docs/metrics.md defines them. Metrics are asked
 of the model's capabilities; one that does not apply is refused with its reason, never skipped in silence.
 """
 from __future__ import annotations
@@ -174,7 +174,7 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
                  progress: bool = True, features: str | Path | None = None, trust_features: bool = False,
                  sample_options: dict | None = None, feature_net: str | Path | None = None,
                  device: str = "cpu") -> dict:
-    """Evaluate a run folder; returns the result record of METRICS.md ("metrics", "refused", provenance).
+    """Evaluate a run folder; returns the result record of docs/metrics.md ("metrics", "refused", provenance).
 
     ``sample_options`` are keyword arguments of the model's ``sample`` (e.g. a sampler and its steps); every
     sample-based metric uses them and the record keeps them.
@@ -219,7 +219,7 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
     if "inception_fid" in wanted:
         if features is None:
             refused["inception_fid"] = ("needs local InceptionV3 weights, which genzoo never downloads: pass "
-                                        "--features PATH (README, Evaluation)")
+                                        "--features PATH (docs/evaluation.md)")
         else:   # a missing, unknown or malformed file stops here, before any sampling
             from .inception import load_inception
             inception, inception_record = load_inception(features, trust=trust_features)

@@ -221,7 +221,7 @@ def load_feature_net(path: str | Path, shape: tuple[int, int, int] | None = None
     for p in (weights, decl):
         if not p.is_file():
             raise GenzooError(f"No feature network file {p}: --feature-net takes NAME.safetensors with NAME.json "
-                              f"beside it (README, Evaluation; genzoo.feature_net.save_feature_net writes both).")
+                              f"beside it (docs/evaluation.md; genzoo.feature_net.save_feature_net writes both).")
     spec = _read_spec(decl)
     c, s = spec["channels"], spec["image_size"]
     if shape is not None and tuple(shape) != (c, s, s):

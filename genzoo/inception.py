@@ -19,7 +19,7 @@ torchvision builds these weights with transform_input=True: the network expects 
 input (x - mean_c) / std_c and undoes it to (x - 0.5) / 0.5 per channel before the first convolution.
 From [0, 1] pixels its first layer therefore also sees 2x - 1, and both variants get 2x - 1 here.
 Images are resized bilinearly without antialiasing (align_corners=False), as in pytorch-fid, and
-grayscale is repeated to 3 channels (METRICS.md).
+grayscale is repeated to 3 channels (docs/metrics.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Test-set likelihood in the units of METRICS.md: nats per image on dyn-binarized data (the test
+"""Test-set likelihood in the units of docs/metrics.md: nats per image on dyn-binarized data (the test
 set binarized once with seed 0), or a density over [0, 1]^D on 8-bit data dequantized once with a
 seeded uniform draw, x = (k + u) / 256, which bits_per_dim turns into bits per dimension."""
 from __future__ import annotations
@@ -47,7 +47,7 @@ def full_fp32():
 
 
 def bits_per_dim(nll_nats: float, dims: int) -> float:
-    """bpd of 8-bit data from the NLL (nats per image) of a density over [0, 1]^D (METRICS.md)."""
+    """bpd of 8-bit data from the NLL (nats per image) of a density over [0, 1]^D (docs/metrics.md)."""
     return (nll_nats / dims + math.log(256)) / math.log(2)
 
 

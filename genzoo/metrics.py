@@ -1,4 +1,4 @@
-"""Sample-quality metrics on feature tensors, as defined in METRICS.md: FID, KID, precision/recall,
+"""Sample-quality metrics on feature tensors, as defined in docs/metrics.md: FID, KID, precision/recall,
 density/coverage and the classifier score; and Inception FID on images, from local InceptionV3 weights.
 
 Pure functions: features (N, D) in, Python floats out. With ``dataset="mnist"`` (or another data set
@@ -246,7 +246,7 @@ def classifier_score(probs, *, dataset: str | None = None) -> float:
 
 def inception_fid(images_a, images_b=None, *, weights, dataset: str | None = None, split: str = "test",
                   trust: bool = False, batch_size: int = 50) -> float:
-    """FID in the 2048-d pool3 features of ImageNet InceptionV3 ("Inception FID", METRICS.md).
+    """FID in the 2048-d pool3 features of ImageNet InceptionV3 ("Inception FID", docs/metrics.md).
 
     ``weights`` is the path of a local InceptionV3 file, pytorch-fid's pt_inception-2015-12-05-6726825d.pth
     or torchvision's inception_v3_google-0cc3c7bd.pth (genzoo never downloads them; see genzoo.inception).

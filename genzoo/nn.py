@@ -1,4 +1,4 @@
-"""Leaf layers shared by model files. Only small, generic pieces live here (STYLE.md #8)."""
+"""Leaf layers shared by model files. Only small, generic pieces live here."""
 from __future__ import annotations
 
 import math

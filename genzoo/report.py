@@ -7,7 +7,7 @@ image is a PNG in a folder beside the page and is also inlined as a base64 data 
 network and no other file; it has no scripts.
 
 The memorisation check and the map live in the feature space of genzoo's frozen classifier for the data set
-(the metric features of METRICS.md). A query q counts as a copy when its nearest training image t is at least
+(the metric features of docs/metrics.md). A query q counts as a copy when its nearest training image t is at least
 as close to q as t is to its own nearest other training image (the authenticity test of Alaa et al., "How
 Faithful is your Synthetic Data?", ICML 2022, in these features). The fraction of copies among samples is
 set beside the same fraction among held-out test images, which no model has seen: a sample fraction well
@@ -276,7 +276,7 @@ def _metrics_section(run_dir: Path) -> str:
         parts.append(f"<table><caption>{html.escape(caption)}</caption><tr><th>metric</th><th>value</th>"
                      f"<th>real vs real</th></tr>{''.join(rows)}</table>")
     parts.append(_p("real vs real: the same metric between 10,000 train images and the evaluation split, the "
-                    "floor a model is judged against (METRICS.md)."))
+                    "floor a model is judged against (docs/metrics.md)."))
     return "".join(parts)
 
 

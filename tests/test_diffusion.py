@@ -405,7 +405,7 @@ def test_short_cli_run_on_digits_beats_its_initialisation_and_scores_in_bits_per
                  "--set", "coverage_every_steps=0"]) == 0
     assert main(["eval", str(short), "--metrics", "nll", "--no-progress", "--out", str(tmp_path / "e.json")]) == 0
     m = json.loads((tmp_path / "e.json").read_text())["metrics"]
-    # the same number from log_prob on the seed-0 dequantized test set (bound noise from seed 1), by METRICS.md
+    # the same number from log_prob on the seed-0 dequantized test set (bound noise from seed 1), by docs/metrics.md
     x = dequantize_fixed(load_split("digits", "test").images, seed=0)
     lp = load(short).log_prob(x, generator=torch.Generator().manual_seed(1))
     assert set(m) == {"bpd"} and m["bpd"] == pytest.approx(bits_per_dim(-lp.mean().item(), 64), rel=1e-5), m

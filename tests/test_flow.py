@@ -208,7 +208,7 @@ def test_training_loss_is_bits_per_dim_of_the_dequantized_batch():
     out = model.loss(batch)
     torch.manual_seed(5)
     k = torch.round(batch["x"] * 255)
-    x = (k + torch.rand_like(k)) / 256                      # METRICS.md: (k + u) / 256, u ~ U[0, 1)
+    x = (k + torch.rand_like(k)) / 256                      # docs/metrics.md: (k + u) / 256, u ~ U[0, 1)
     nll = -model.log_prob(x)
     assert out["loss"].item() == pytest.approx(((nll / 64 + LN256) / math.log(2)).mean().item(), rel=1e-6)
     assert out["nll"].item() == pytest.approx(nll.mean().item(), rel=1e-6)
@@ -349,7 +349,7 @@ def test_eval_bits_per_dim_is_the_formula_applied_to_log_prob(realnvp_run):
     out = realnvp_run / "eval-nll.json"
     assert main(["eval", str(realnvp_run), "--metrics", "nll", "--out", str(out), "--no-progress"]) == 0
     reported = json.loads(out.read_text())["metrics"]["bpd"]
-    # independently: the seed-0 dequantized test set, log_prob of the EMA model, METRICS.md's formula
+    # independently: the seed-0 dequantized test set, log_prob of the EMA model, docs/metrics.md's formula
     model = genzoo.load(realnvp_run)
     k = load_split("digits", "test").images.float()
     x = (k + torch.rand(k.shape, generator=torch.Generator().manual_seed(0))) / 256

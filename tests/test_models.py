@@ -1,4 +1,4 @@
-"""Contract tests over every registered model at tiny size (STYLE.md #11)."""
+"""Contract tests over every registered model at tiny size (docs/python-api.md, "The model contract")."""
 import dataclasses
 
 import pytest

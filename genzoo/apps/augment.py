@@ -1,5 +1,5 @@
 """Generative data augmentation: does a class-conditional model trained on n real labelled images make genzoo's
-fixed classifier recipe better on those same n? (METRICS.md, "Augmentation gain".)
+fixed classifier recipe better on those same n? (docs/metrics.md, "Augmentation gain".)
 
 The run must be class-conditional and trained on exactly n real images: the seeded class-balanced subset of its
 ``train_subset`` option (``genzoo train ... --set train_subset=N``, genzoo.data.balanced_subset), or the whole

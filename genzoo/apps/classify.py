@@ -103,7 +103,7 @@ def check_bound_steps(model, steps) -> int:
 
 
 def describe(estimator: str, kw: dict) -> str:
-    """The estimator of log p(x|y) in words, as results state it (METRICS.md)."""
+    """The estimator of log p(x|y) in words, as results state it (docs/metrics.md)."""
     if estimator == "exact":
         return "exact log p(x|y)"
     if estimator == "iwae":

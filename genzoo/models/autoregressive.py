@@ -11,7 +11,7 @@ Training minimises -log p(x) of the batch in one pass of the masked network (tea
 - log_prob(x): binarized data, the exact log P(x). 8-bit data: x in [0, 1] is read as level
   k = floor(256 x) (k / 255 training images and dequantized (k + u) / 256 test images both give k), and
   log_prob is the density over [0, 1]^D that spreads P(k) uniformly over its bin: log P(k) + D ln 256,
-  so bits/dim = (NLL / D + ln 256) / ln 2 (METRICS.md) is -log2 P(k) / D.
+  so bits/dim = (NLL / D + ln 256) / ln 2 (docs/metrics.md) is -log2 P(k) / D.
 - sample(n): ancestral sampling, one value at a time in the order above; the networks cache what earlier
   positions computed, so an image costs about C forward passes (a KV cache for the transformer).
 - complete(x, known): the same sampler with the known values held fixed (inpainting).
@@ -135,7 +135,7 @@ class Autoregressive(GenerativeModel):
 
         Binarized models: x must be binary (the data set binarized once); the log-probability of x.
         8-bit models: x in [0, 1] is read as level k = floor(256 x), and the result is the density over
-        [0, 1]^D that spreads P(k) uniformly over its bin, log P(k) + D ln 256 (METRICS.md's bits/dim)."""
+        [0, 1]^D that spreads P(k) uniformly over its bin, log P(k) + D ln 256 (docs/metrics.md's bits/dim)."""
         if self.levels == 2 and not torch.all((x == 0) | (x == 1)):
             raise ValueError("log_prob of a binarized model needs binary images; binarize the data first")
         return self._log_p(self.logits(x, labels), self._target(x)) + self._density_offset(x)

@@ -12,7 +12,7 @@
 - Variational bound (eq. 5): L = L_T + sum_{t=2}^T L_{t-1} + L_0 with L_T = KL(q(x_T | x_0) || N(0, I)),
   L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) where q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I) (eqs. 6-7),
   each from one draw x_t ~ q(x_t | x_0), and L_0 = -log p(x_0 | x_1), the discretised Gaussian decoder (eq. 13).
-  It bounds -log P(k) of the 8-bit levels k; log_prob adds D ln 256 to bound a density over [0, 1]^D (METRICS.md).
+  It bounds -log P(k) of the 8-bit levels k; log_prob adds D ln 256 to bound a density over [0, 1]^D (docs/metrics.md).
 - Samplers (pure functions below): ancestral DDPM (Ho et al., Algorithm 2) and DDIM (Song et al. 2021, eq. 12)
   with any number of steps and eta, plus the eta = 0 inversion x_0 -> x_T (Song et al., sec. 5.4).
 - Classifier-free guidance (Ho & Salimans 2022, Algorithm 1 and eq. 6): in training the label is replaced by a
@@ -168,7 +168,7 @@ class Diffusion(GenerativeModel):
     """A DDPM with linear or cosine schedule, DDPM/DDIM samplers, classifier-free guidance and its variational bound."""
 
     Config = DiffusionConfig
-    # sized for an hour on a 2-core CPU (README, Diffusion): 2000 steps of 128 at lr 1e-3 with warm-up and cosine
+    # sized for an hour on a 2-core CPU (docs/diffusion.md): 2000 steps of 128 at lr 1e-3 with warm-up and cosine
     # decay; Ho et al. clip gradients at norm 1 and keep an EMA of the weights (0.9999 over 800k steps). The
     # mode-coverage check draws 1000 DDIM-50 samples (about 6 CPU-minutes at the default size): once, at the end
     train_defaults = {"lr": 1e-3, "lr_warmup_steps": 100, "lr_decay": "cosine", "batch_size": 128, "steps": 2000,
@@ -280,7 +280,7 @@ class Diffusion(GenerativeModel):
                  generator: torch.Generator | None = None, steps: int | None = None) -> torch.Tensor:
         """A lower bound on log p(x[|y]) per image in nats, (B,) float64: minus the variational bound L
         (bound_terms) on -log P(k) of the 8-bit levels k = floor(256 x), plus D ln 256, so that it bounds a
-        density over [0, 1]^D (METRICS.md's bits/dim). A stochastic bound, not the likelihood: one draw of x_t
+        density over [0, 1]^D (docs/metrics.md's bits/dim). A stochastic bound, not the likelihood: one draw of x_t
         per step, and it costs T network passes per image.
 
         ``steps`` K < T - 1 trades variance for cost: the T - 1 KL terms are estimated from K of them, one drawn

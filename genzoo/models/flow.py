@@ -34,7 +34,7 @@ conv, y = x exp(log_s) + t rather than (x + t) s, no learned top prior (N(0, I),
 learning-rate warm-up.
 
 Data and units. Training batches hold k/255; the loss dequantizes them, x = (k + u)/256 with u ~ U[0, 1)
-(METRICS.md), and is the mean bits/dim (nll/D + ln 256)/ln 2. log_prob(x) is a density over x in [0, 1]^D
+(docs/metrics.md), and is the mean bits/dim (nll/D + ln 256)/ln 2. log_prob(x) is a density over x in [0, 1]^D
 in nats, the preprocessing Jacobian included, so that genzoo's bits/dim formula applies. The flow's density
 lives on the preprocessing's whole domain (R^D for "shift", the box (-a/(1-2a), (1-a)/(1-2a))^D for
 "logit"), where it integrates to 1; the mass it leaves outside [0, 1]^D only makes the bits/dim an upper

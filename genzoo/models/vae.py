@@ -386,7 +386,7 @@ class VAE(GenerativeModel):
 
         Bernoulli: x must be binary (the data set binarized once). 8-bit decoders: x in [0, 1] is read as
         level floor(256 x), and the bound is on the density over [0, 1]^D that spreads P(k) uniformly over
-        its bin: log P(k) + D log 256 (METRICS.md's convention for bits/dim). ``chunk`` z per image are decoded at
+        its bin: log P(k) + D log 256 (docs/metrics.md's convention for bits/dim). ``chunk`` z per image are decoded at
         once (default: about CHUNK_ROWS decoder rows in all; it bounds memory and does not change the estimator).
         """
         self._check_likelihood()

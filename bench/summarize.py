@@ -27,14 +27,14 @@ NATS_ANCHORS = {"vae-mlp": ("one-layer VAE (Burda et al. 2016)", 86.76), "iwae":
                 "pixelcnn": ("PixelCNN (van den Oord et al. 2016)", 81.30),
                 "pixelrnn": ("Row LSTM (van den Oord et al. 2016)", 80.54),
                 "gated-pixelcnn": ("Gated PixelCNN, reproduced by pytorch-generative", 81.50)}
-NATS_AIMS = {"vae-mlp": 86.76, "iwae": 84.0, "vae": 82.0}       # issue 5, at most 60 minutes of training
+NATS_AIMS = {"vae-mlp": 86.76, "iwae": 84.0, "vae": 82.0}       # targets, at most 60 minutes of training
 BPD_ANCHORS = {"realnvp": ("RealNVP (Dinh et al. 2017)", 1.06), "glow": ("Glow (Kingma & Dhariwal 2018)", 1.05)}
-CAS_AIM_POINTS = 2.0     # issue 4: a conditional GAN preset within 2 points of CAS on real data
-FID_AIM_FACTOR = 3.0     # issue 4: the best unconditional GAN preset within 3x the real-vs-real FID
+CAS_AIM_POINTS = 2.0     # target: a conditional GAN preset within 2 points of CAS on real data
+FID_AIM_FACTOR = 3.0     # target: the best unconditional GAN preset within 3x the real-vs-real FID
 
 
 APPS = ("ood", "classify", "restore", "augment")   # result-name prefixes of the application benchmarks
-AUGMENT_NS = (100, 1000, 60_000)                   # the n of the augmentation-gain experiment (METRICS.md)
+AUGMENT_NS = (100, 1000, 60_000)                   # the n of the augmentation-gain experiment (docs/metrics.md)
 
 
 def load_all() -> tuple[dict, list[dict], dict]:
@@ -172,7 +172,7 @@ def gan_section(refs: dict, results: list[dict]) -> list[str]:
                          f"{100 * best['metrics']['cas_real']:.2f}% on real data, {gap:.2f} points below (aim: within "
                          f"{CAS_AIM_POINTS:.0f}): {verdict}.")
     lines.append("- What was tried toward these aims: every row is its preset's default config, trained once within "
-                 "the issue's 30-minute budget; the one change made after a first run is `acgan`'s discriminator "
+                 "a 30-minute budget; the one change made after a first run is `acgan`'s discriminator "
                  "(below). No longer or tuned GAN runs have been made, so the misses measure the defaults.")
     failed = next((r for r in results if r["_name"] == "acgan-mnist-batchnorm-d"), None)
     if failed is not None:
@@ -260,8 +260,8 @@ def _cpu_twin(r: dict) -> tuple[str, str]:
 
 
 def iwae_k_notes(vaes: list[dict]) -> list[str]:
-    """Which VAE rows reach the issue's k = 5000 (here, or on a GPU by the same recipe), which MNIST rows still
-    lack it, and which are below METRICS.md's k = 1000."""
+    """Which VAE rows reach the target k = 5000 (on the CPU, or on a GPU by the same recipe), which MNIST rows still
+    lack it, and which are below docs/metrics.md's k = 1000."""
     lines = []
     mnist = [r for r in vaes if r["dataset"] == "mnist" and r["metrics"].get("iwae_k", 0) > 0]
     at_5000 = [r for r in mnist if r["metrics"]["iwae_k"] >= 5000]
@@ -273,7 +273,7 @@ def iwae_k_notes(vaes: list[dict]) -> list[str]:
     if at_5000:
         here = [_label(r) for r in at_5000 if not _on_gpu(r)]
         there = [_label(r) for r in at_5000 if _on_gpu(r)]
-        text = "- IWAE k: the issue asks for k = 5000 on the full MNIST test set. " + (
+        text = "- IWAE k: the target is k = 5000 on the full MNIST test set. " + (
             f"{', '.join(here)} {'has' if len(here) == 1 else 'have'} it" if here else "")
         if there:
             text += ("; " if here else "") + f"{', '.join(there)} {'has' if len(there) == 1 else 'have'} it on a " \
@@ -282,16 +282,16 @@ def iwae_k_notes(vaes: list[dict]) -> list[str]:
             text += f". Still below it: {', '.join(lacking)}"
             if slow is not None:
                 text += f"; `vae`'s evaluation at k = {slow['metrics']['iwae_k']} took " \
-                    f"{slow['eval_wall_s'] / 60:.0f} min here (FID and the rest included), so k = 5000 would take " \
-                    "hours per preset on this machine"
-            text += "; `bash bench/gpu_vae.sh` scores them on a lent GPU"
+                    f"{slow['eval_wall_s'] / 60:.0f} min on the CPU (FID and the rest included), so k = 5000 would " \
+                    "take hours per preset there"
+            text += "; `bash bench/gpu_vae.sh` scores them on a GPU"
         else:
             text += ". Every MNIST row's recipe has it"
         lines.append(text + ". Each row states its k; the bound only tightens as k grows.")
     below = [f"{_label(r)} on {r['dataset']} (k = {r['metrics']['iwae_k']})"
              for r in vaes if 0 < r["metrics"].get("iwae_k", 0) < 1000]
     if below:
-        lines.append(f"- Below METRICS.md's k = 1000 still: {', '.join(below)}: scored when they were trained; "
+        lines.append(f"- Below docs/metrics.md's k = 1000 still: {', '.join(below)}: scored when they were trained; "
                      "each row's recorded command with `--iwae-k 1000` (`--score-only` where its run folder is kept) "
                      "brings it there.")
     return lines
@@ -328,7 +328,7 @@ def likelihood_section(results: list[dict]) -> list[str]:
              "diffusion: the variational bound. Class-conditional rows (\"of x given y\") score -log p(x|y) with the "
              "true test labels, which can lie up to ln 10 = 2.30 nats below the same model's -log p(x) (a uniform "
              "p(y)), so they are held against no anchor.", "",
-             "| data | model | NLL | negative ELBO | published anchor | aim (issue) | verdict | train wall |",
+             "| data | model | NLL | negative ELBO | published anchor | target | verdict | train wall |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r["metrics"]
@@ -392,7 +392,7 @@ def apps_section(apps: dict) -> list[str]:
         lines += ["### Generative (Bayes) classifier", "",
                   "argmax_y p(x|y) p(y) (uniform prior) with the model's likelihood or bound, beside genzoo's frozen "
                   "discriminative classifier on the same images, clean and with additive Gaussian noise (std on the "
-                  "[0, 1] scale). Aim (issue 8): at least 99.0% on MNIST with the best family.", "",
+                  "[0, 1] scale). Target: at least 99.0% on MNIST with the best family.", "",
                   "| run | data | n | estimator | noise std | Bayes acc. | discriminative acc. | wall | command |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in apps["classify"]:
@@ -461,10 +461,10 @@ def apps_section(apps: dict) -> list[str]:
             notes.append(f"- The n ran {r['jobs']} at a time, side by side, so each wall time is its share of the "
                          "machine.")
         if missing:
-            notes.append(f"- No row for n = {', '.join(map(str, missing))} of the n in METRICS.md "
+            notes.append(f"- No row for n = {', '.join(map(str, missing))} of the n in docs/metrics.md "
                          f"({', '.join(map(str, AUGMENT_NS))}).")
         if r.get("cas_n"):
-            short = "" if r["cas_n"] == 60_000 else " (METRICS.md asks for 60,000)"
+            short = "" if r["cas_n"] == 60_000 else " (docs/metrics.md asks for 60,000)"
             notes.append(f"- CAS: the recipe on {r['cas_n']} class-balanced generated images alone{short}, first seed; "
                          "in brackets the frozen classifier's accuracy on real images"
                          + (" (the same recipe on all 60000 real images is the `real` column at n = 60000)."
@@ -500,7 +500,7 @@ TOWARD_ANCHORS = [
 def toward_anchors_section() -> list[str]:
     lines = ["## What more compute would train", "",
              "The published numbers came from days of GPU training at the papers' model sizes. These commands train "
-             "genzoo's presets at those sizes; they have not been run here, so no result is claimed for them.", "",
+             "genzoo's presets at those sizes; they have not been run, so no result is claimed for them.", "",
              "| model | the paper's size | command |", "|---|---|---|"]
     lines += [f"| {m} | {why} | `{cmd}` |" for m, why, cmd in TOWARD_ANCHORS]
     return lines + [""]
@@ -586,11 +586,11 @@ def _trained(t: dict | list | None) -> str:
 
 
 def _train_time(r: dict) -> str:
-    """Issue 7's time aim: at most 60 minutes of training. With a train split (bench/train_time.py), the steps'
+    """The diffusion time aim: at most 60 minutes of training. With a train split (bench/train_time.py), the steps'
     time is judged and the monitoring after the last step is named; otherwise the whole training loop."""
     if _on_gpu(r):
-        return (f"trained {_min(r['train_wall_s'])} on {r['device']} (the GPU run the issue asks for where one is "
-                "lent; the 60-minute aim is for this machine's CPU).")
+        return (f"trained {_min(r['train_wall_s'])} on {r['device']} (a GPU run; the 60-minute aim is for the "
+                "2-core CPU's runs).")
     split = r.get("train_split")
     if not split or split["train_wall_s"] - split["steps_end_s"] < 1:
         return f"trained {_min(r['train_wall_s'])} (aim: at most 60 min)."
@@ -601,7 +601,7 @@ def _train_time(r: dict) -> str:
 
 
 def diffusion_aim(refs: dict, results: list[dict], rows: list[dict]) -> list[str]:
-    """Issue 7's aim per data set: the unconditional diffusion model's best FID within 2x the real-vs-real FID at
+    """The diffusion aim per data set: the unconditional diffusion model's best FID within 2x the real-vs-real FID at
     the same n, and the lowest FID of every family. Other families are scored on more samples (FID's expectation
     falls as n grows), so a diffusion FID below theirs at a smaller n is lower at equal n too; the converse is not
     shown by these rows, unless that family has a row scored on the same n."""
@@ -735,9 +735,91 @@ def throughput_section(r: dict) -> list[str]:
     lines += ["", "bf16 autocast speed-up over fp32: " + ", ".join(speedups) + "."]
     if any(v["fraction_of_fp32_matmul"] > 1 for v in r["metrics"].values()):
         lines += ["", "A fraction above 1 means the training step's convolutions ran faster than torch's float32 "
-                  "2048x2048 matmul did on this CPU in the same run: the reference matmul is itself far from the "
-                  "CPU's peak here, so read the column as relative to it, not to the hardware's peak."]
+                  "2048x2048 matmul did on the same CPU in the same run: the reference matmul is itself far from "
+                  "the CPU's peak there, so read the column as relative to it, not to the hardware's peak."]
     return lines + ["", f"Machine: {r['machine']}, device {r['device']}.", ""]
+
+
+SUMMARY_DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+
+
+def _n(r: dict) -> int:
+    return r.get("n_generated", 10000)
+
+
+def best_fid(rows: list[dict]) -> dict | None:
+    """The best sample quality of a family on a data set: the lowest FID among its rows (and their sampler sweeps)
+    scored on the most samples, since FID is biased upward at small n. Returns {"fid", "n", "label"} or None."""
+    cands = []
+    for r in rows:
+        if "fid" in r["metrics"]:
+            cands.append({"fid": r["metrics"]["fid"], "n": _n(r), "label": _label(r)})
+        for s in r.get("sampler_sweep", []):
+            if "fid" in s.get("metrics", {}):
+                cands.append({"fid": s["metrics"]["fid"], "n": s["n"], "label": f"{_label(r)}, {_sampler(s)}"})
+    if not cands:
+        return None
+    top = max(c["n"] for c in cands)
+    return min((c for c in cands if c["n"] == top), key=lambda c: c["fid"])
+
+
+def best_likelihood(rows: list[dict]) -> dict | None:
+    """The best likelihood of a family on a data set: the lowest NLL (nats if any row has them, else bits/dim) of
+    its unconditional rows (a class-conditional row scores -log p(x|y), which no anchor is quoted for)."""
+    rows = [r for r in rows if not _conditional(r)]
+    key = "nll_nats" if any("nll_nats" in r["metrics"] for r in rows) else "bpd"
+    rows = [r for r in rows if key in r["metrics"]]
+    return min(rows, key=lambda r: r["metrics"][key]) if rows else None
+
+
+def likelihood_anchor(r: dict) -> str:
+    """The published figure the Likelihoods table holds the row against, where it quotes one."""
+    m = r["metrics"]
+    if r["dataset"] == "mnist" and "nll_nats" in m and r["model"] in NATS_ANCHORS:
+        name, value = NATS_ANCHORS[r["model"]]
+        return f"{value:.2f} nats, {name}"
+    if r["dataset"] == "mnist" and "nll_nats" not in m and "bpd" in m and r["model"] in BPD_ANCHORS:
+        name, value = BPD_ANCHORS[r["model"]]
+        return f"{value:.2f} bpd, {name}"
+    return "none quoted"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.1f}x" if ratio < 10 else f"{ratio:.0f}x"
+
+
+def summary_section(refs: dict, results: list[dict]) -> list[str]:
+    """One screen: per family and data set, the best FID beside the real-vs-real FID at the same n, and the best
+    likelihood beside the published figure the tables quote for that model."""
+    lines = ["## Summary", "",
+             "The best row of each family on each data set, beside the reference it is judged against. Sample "
+             "quality: the lowest FID among the family's rows scored on the most samples (FID is biased upward at "
+             "small n; diffusion rows include their sampler sweeps), beside the real-vs-real FID at the same n. "
+             "Likelihood: the lowest NLL among the family's unconditional rows, in nats per image on dyn-binarized "
+             "MNIST or bits/dim on 8-bit data with the estimator in brackets, beside the published figure the "
+             "Likelihoods table quotes for that model. Lower is better in every column; the full tables follow.", "",
+             "| family | data | best FID: row (n) | real-vs-real FID at n | FID / real-vs-real | "
+             "best likelihood: row | published anchor |", "|---|---|---|---|---|---|---|"]
+    for family, presets in FAMILIES.items():
+        for dataset, name in SUMMARY_DATASETS.items():
+            rows = [r for r in results if r["dataset"] == dataset and r["model"] in presets]
+            if not rows:
+                continue
+            fid, like = best_fid(rows), best_likelihood(rows)
+            fid_cell, ref_cell = "", " |"
+            if fid is not None:
+                fid_cell = f"{fid['label']}: {fid['fid']:.3f} (n = {fid['n']})"
+                ref = _real_fid(refs, dataset, fid["n"])
+                ref_cell = f"{ref:.3f} | {_times(fid['fid'] / ref)}" if ref else "no reference at this n |"
+            if like is not None:
+                like_cell = f"{_label(like)}: {likelihood_cell(like['metrics'], like['model'])}"
+                anchor = likelihood_anchor(like)
+            elif family == "GAN":
+                like_cell, anchor = "none: GANs define no likelihood", ""
+            else:
+                like_cell, anchor = "not measured", ""
+            lines.append(f"| {family} | {name} | {fid_cell} | {ref_cell} | {like_cell} | {anchor} |")
+    return lines + [""]
 
 
 def render() -> str:
@@ -748,12 +830,14 @@ def render() -> str:
     gpus = sorted({f"{r['device']} in a {r['machine']}" for r in results if _on_gpu(r)})
     out = ["# genzoo benchmarks", "",
            "Generated by `python bench/summarize.py` from `bench/results/*.json`; each file records the command that "
-           "regenerates it, the machine, thread count and wall times. Units and estimators follow METRICS.md. "
+           "regenerates it, the machine, thread count and wall times. Units and estimators follow "
+           "[docs/metrics.md](docs/metrics.md). "
            "Machines: " + "; ".join(machines) + ". Wall times and img/s are from that shared CPU machine: runs made "
            "while other jobs used it are slower than on an idle one, so compare speeds only within one table row's "
-           "run, never across sessions."
-           + (" Rows marked (gpu) were trained and scored on a GPU lent to one session: " + "; ".join(gpus) + "."
+           "run, never between runs made at different times."
+           + (" Rows marked (gpu) were trained and scored on a GPU: " + "; ".join(gpus) + "."
               if gpus else ""), ""]
+    out += summary_section(refs, results)
     out += quality_section(refs, results)
     out += gan_section(refs, results)
     out += vae_section(results)
@@ -771,8 +855,12 @@ def render() -> str:
 
 def main(argv: list[str]) -> int:
     """Write BENCHMARKS.md; with --check, only say whether the committed file matches the results."""
+    import argparse
+    p = argparse.ArgumentParser(description="Build BENCHMARKS.md from bench/results/*.json.")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if BENCHMARKS.md is stale")
+    args = p.parse_args(argv)
     text, path = render(), ROOT / "BENCHMARKS.md"
-    if "--check" in argv:
+    if args.check:
         if path.exists() and path.read_text() == text:
             return 0
         print(f"{path} is stale: run python bench/summarize.py", file=sys.stderr)

@@ -152,7 +152,7 @@ def test_iwae_k_notes_name_the_rows_at_5000_and_those_below_1000():
                    run("beta-vae", "short", 100), run("vae", "short", 100, "fashion-mnist")])
     assert len(lines) == 2
     assert "`vae-mlp` (long), `iwae` (mlp) have it" in lines[0] and "k = 1000 took 10 min" in lines[0]
-    assert lines[1].startswith("- Below METRICS.md's k = 1000 still: `beta-vae` (short) on mnist (k = 100), "
+    assert lines[1].startswith("- Below docs/metrics.md's k = 1000 still: `beta-vae` (short) on mnist (k = 100), "
                                "`vae` (short) on fashion-mnist (k = 100):")
     assert notes([run("vae", "default", 1000), run("vae-mlp", "long", 5000)])[0].count("has it") == 1
     assert notes([run("vae", "default", 1000)]) == []     # nothing at 5000, nothing below 1000
@@ -241,3 +241,46 @@ def test_an_augmentation_row_kept_from_an_earlier_call_says_so():
     text = "\n".join(_summarize().apps_section({"ood": [], "classify": [], "restore": [], "augment": [r]}))
     assert "| 100 (an earlier call's row, made by the same commands) | 100 | 0.9000 (0.0100) |" in text
     assert "| 60000 | 60000 | 0.9000 (0.0100) |" in text
+
+
+def test_the_summary_picks_each_familys_best_row_from_the_results(tmp_path, monkeypatch):
+    summarize = _summarize()
+
+    def write(name, **r):
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+    ref = {"variant": "real-vs-real", "dataset": "mnist"}
+    write("real-mnist", **ref, n_generated=10000, metrics={"fid": 0.03})
+    write("real-mnist-n500", **ref, n_generated=500, metrics={"fid": 0.2})
+    write("gan-mnist", model="gan", dataset="mnist", n_generated=10000, metrics={"fid": 2.0})
+    write("dcgan-mnist", model="dcgan", dataset="mnist", n_generated=10000, metrics={"fid": 1.5})
+    # a lower FID on fewer samples is not the best row: FID is biased upward at small n, so rows on the most win
+    write("cgan-mnist-n500", model="cgan", variant="n500", dataset="mnist", n_generated=500, metrics={"fid": 0.4})
+    write("vae-mnist", model="vae", dataset="mnist", n_generated=10000,
+          metrics={"fid": 6.0, "nll_nats": 87.0, "iwae_k": 1000})
+    write("iwae-mnist-short", model="iwae", variant="short", dataset="mnist", n_generated=10000,
+          metrics={"fid": 7.0, "nll_nats": 89.0, "iwae_k": 1000})
+    # a class-conditional -log p(x|y) is not held against log p(x): the lower 80.0 is not the best likelihood
+    write("cvae-mnist", model="cvae", dataset="mnist", n_generated=10000, config={"conditional": True},
+          metrics={"fid": 1.2, "nll_nats": 80.0, "iwae_k": 1000})
+    sweep = [{"sampler": "ddim", "steps": 50, "n": 500, "metrics": {"fid": 1.0}},
+             {"sampler": "ddim", "steps": 100, "n": 500, "metrics": {"fid": 0.9}}]
+    write("ddpm-mnist", model="ddpm", dataset="mnist", n_generated=500, sampler_sweep=sweep,
+          metrics={"fid": 1.0, "bpd": 2.0})
+    write("realnvp-fashion-mnist", model="realnvp", dataset="fashion-mnist", n_generated=10000,
+          metrics={"fid": 17.0, "bpd": 3.3})
+    monkeypatch.setattr(summarize, "RESULTS", tmp_path)
+    refs, results, _ = summarize.load_all()
+    lines = summarize.summary_section(refs, results)
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in lines if line.startswith("| ")}
+    assert lines[0] == "## Summary"
+    assert rows[("GAN", "MNIST")] == "| GAN | MNIST | `dcgan`: 1.500 (n = 10000) | 0.030 | 50x | " \
+                                     "none: GANs define no likelihood |  |"
+    assert rows[("VAE", "MNIST")] == "| VAE | MNIST | `cvae`: 1.200 (n = 10000) | 0.030 | 40x | " \
+                                     "`vae`: 87.00 nats (IWAE k=1000) | 81.08 nats, conv VAE, diagonal Gaussian " \
+                                     "posterior (Kingma et al. 2016) |"
+    assert rows[("diffusion", "MNIST")] == "| diffusion | MNIST | `ddpm`, DDIM-100: 0.900 (n = 500) | 0.200 | 4.5x " \
+                                           "| `ddpm`: 2.000 bpd (bound) | none quoted |"
+    # no real-vs-real reference for Fashion-MNIST here, and no published anchor is quoted for it
+    assert rows[("flow", "Fashion-MNIST")] == "| flow | Fashion-MNIST | `realnvp`: 17.000 (n = 10000) | " \
+                                              "no reference at this n | | `realnvp`: 3.300 bpd | none quoted |"
+    assert ("autoregressive", "MNIST") not in rows and ("GAN", "Fashion-MNIST") not in rows   # no rows, no line

@@ -10,7 +10,7 @@ import torch
 
 import genzoo
 from genzoo.checkpoint import device_name
-from genzoo.evaluate import machine
+from genzoo.hardware import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -733,6 +733,9 @@ def throughput_section(r: dict) -> list[str]:
     speedups = [f"{m} {r['metrics'][m + '-bf16']['img_per_s'] / r['metrics'][m + '-fp32']['img_per_s']:.2f}x"
                 for m in models if m + "-bf16" in r["metrics"]]
     lines += ["", "bf16 autocast speed-up over fp32: " + ", ".join(speedups) + "."]
+    if "bf16_auto" in r:
+        lines += ["", f"On this CPU (model {r['cpu']['model']}; avx512_bf16 {r['cpu']['avx512_bf16']}, amx_bf16 "
+                  f"{r['cpu']['amx_bf16']}) the training default `bf16: auto` resolves to {r['bf16_auto']}."]
     if any(v["fraction_of_fp32_matmul"] > 1 for v in r["metrics"].values()):
         lines += ["", "A fraction above 1 means the training step's convolutions ran faster than torch's float32 "
                   "2048x2048 matmul did on the same CPU in the same run: the reference matmul is itself far from "

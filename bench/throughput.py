@@ -1,6 +1,8 @@
 """Benchmark: images/s of one training step of each registered model at batch 128, fp32 and bf16,
 and the step's achieved FLOP/s as a fraction of a 2048x2048 float32 matmul's FLOP/s measured in
-the same run on the same threads (METRICS.md, "Speed").
+the same run on the same threads (docs/metrics.md, "Speed"). The result names the CPU, its bf16
+flags and what `bf16: auto` resolves to on it, since bf16 is faster than fp32 only where the CPU
+computes it natively.
 
     python bench/throughput.py [--batch-size 128] [--steps 20]
 """
@@ -19,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
+from genzoo.hardware import cpu_info, describe_cpu, resolve_bf16  # noqa: E402
 from genzoo.models import MODELS, build_model, default_config  # noqa: E402
 
 
@@ -51,6 +54,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     args = p.parse_args()
     torch.manual_seed(0)
+    auto, why = resolve_bf16("auto", "cpu")
+    print(f"CPU: {describe_cpu()}; bf16: auto resolves to {auto} ({why})")
     peak = matmul_flops()
     print(f"2048x2048 fp32 matmul: {peak / 1e9:.1f} GFLOP/s")
     rows = {}
@@ -78,6 +83,7 @@ def main() -> None:
     write_result("throughput", {
         "model": "all", "dataset": "random 1x28x28 batches", "variant": f"batch {args.batch_size}",
         "command": "python bench/throughput.py " + " ".join(sys.argv[1:]),
+        "cpu": cpu_info(), "bf16_auto": auto,
         "matmul_2048_fp32_gflop_per_s": round(peak / 1e9, 2), "steps_timed": args.steps, "metrics": rows})
 
 

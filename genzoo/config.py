@@ -28,8 +28,11 @@ class TrainConfig:
     weight_decay: float = 0.0          # Adam's L2 term
     grad_clip_norm: float = 0.0        # clip each phase's gradient norm to this; 0 = off
     ema_decay: float = 0.999           # EMA of the weights used for sampling; 0 = no EMA
-    bf16: bool = True                  # bfloat16 autocast for the forward pass (losses stay fp32);
-                                       # 1.6-1.9x faster for convs on an avx512_bf16 CPU (BENCHMARKS.md)
+    bf16: bool | str = "auto"          # bfloat16 autocast for the forward pass (losses stay fp32): true, false,
+                                       # or "auto" = true only where the device computes bf16 natively (a CUDA
+                                       # device with bf16, a CPU with avx512_bf16 or amx_bf16: 1.4-1.9x faster
+                                       # convs; without them bf16 is 1.2-2.6x slower than fp32); the run
+                                       # records the resolved true/false (genzoo.hardware.resolve_bf16)
     seed: int = 0                      # seeds data order, model init and noise
     log_every_steps: int = 50          # metrics.jsonl, TensorBoard and the progress bar
     sample_every_steps: int = 1000     # sample grid into samples/; 0 = only at the end
@@ -53,7 +56,7 @@ class TrainConfig:
                                        # in [-n, n] along each axis (edge pixels repeated), drawn afresh every
                                        # step from the data-order generator; 0 = the images as they are
     max_train_minutes: float = 0.0     # > 0: stop (checkpointed, status "time_limit") at the first step whose
-                                       # training wall time, every session of the run together, reaches this;
+                                       # training wall time, every part of a resumed run together, reaches this;
                                        # the lr schedule still follows `steps`; 0 = no limit
 
     def __post_init__(self):
@@ -72,6 +75,8 @@ class TrainConfig:
                      "shift_augment"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.bf16 not in (True, False, "auto") or not isinstance(self.bf16, (bool, str)):
+            raise ValueError(f"bf16 must be true, false or auto, got {self.bf16!r}")
         if self.val_fid_samples < 2:
             raise ValueError(f"val_fid_samples must be at least 2, got {self.val_fid_samples}")
         if self.early_stop_patience and not self.val_every_steps:

@@ -20,6 +20,7 @@ from .checkpoint import device_name, read_config
 from .classifier import Classifier, asset_paths, load_frozen, predict
 from .data import cache_tag, data_root, load_split
 from .errors import GenzooError
+from .hardware import machine
 from .likelihood import bits_per_dim  # noqa: F401  (part of this module's API)
 
 ALL_METRICS = ("fid", "kid", "pr", "score", "nll", "cas", "inception_fid")
@@ -111,20 +112,6 @@ def generated_features(model, extractors: dict, n: int, seed: int, batch_size: i
     generate(model, n, seed, batch_size, labels, progress, take, sample_kwargs)
     return {name: torch.cat(c) if torch.is_tensor(c[0]) else tuple(torch.cat(parts) for parts in zip(*c))
             for name, c in chunks.items()}
-
-
-def machine() -> str:
-    import os
-    import platform
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()}-core {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def check_sample_options(model, options: dict | None) -> dict:

@@ -57,7 +57,8 @@ def augmentation_gain(run_dir: str | Path, n_real: int, *, seeds=(0, 1, 2), gen_
     from ..checkpoint import device_name, read_config, resolve_device
     from ..classifier import RecipeConfig, accuracy, load_frozen, train_classifier
     from ..data import balanced_subset, load_split
-    from ..evaluate import balanced_labels, cas, check_sample_options, generate, machine
+    from ..evaluate import balanced_labels, cas, check_sample_options, generate
+    from ..hardware import machine
 
     seeds = [int(s) for s in seeds]
     if not 1 <= len(seeds) <= MAX_SEEDS or len(set(seeds)) != len(seeds) or min(seeds) < 0:

@@ -115,6 +115,41 @@ def save_trainer_state(run_dir: Path, state: dict) -> None:
     atomic_write(Path(run_dir) / STATE, lambda p: torch.save(state, p))
 
 
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, ema: torch.nn.Module | None, state: dict) -> None:
+    """trainer_state.pt with a copy of the weights in it, then the safetensors files. The state file is the
+    checkpoint a resume reads, written in one rename; a kill before the safetensors files follow it leaves them
+    a checkpoint behind, and ``sync_weights`` rewrites them on resume."""
+    weights = {"model": _state_dict(model), **({"ema": _state_dict(ema)} if ema is not None else {})}
+    save_trainer_state(run_dir, {**state, "weights": weights})
+    save_weights(run_dir, model, ema, state["step"])
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete what a killed write left behind: the temporary files of atomic_write and a half-built best/."""
+    for p in Path(run_dir).glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+    for p in Path(run_dir).glob(f".{BEST}-new-*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _weights_step(path: Path) -> int | None:
+    """The step a safetensors file was saved at; None if it is missing, unreadable or has no step."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return int((f.metadata() or {}).get("step", -1))
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
+def sync_weights(run_dir: Path, model: torch.nn.Module, ema: torch.nn.Module | None, step: int) -> bool:
+    """Rewrite the safetensors files from ``model`` and ``ema`` where they are not from ``step``; True if any was."""
+    names = (MODEL, EMA) if ema is not None else (MODEL,)
+    if all(_weights_step(Path(run_dir) / name) == step for name in names):
+        return False
+    save_weights(run_dir, model, ema, step)
+    return True
+
+
 def load_weights(path: Path) -> dict:
     try:
         return load_file(path)

@@ -63,13 +63,34 @@ def _choose_run_dir(args) -> Path:
     return run_dir
 
 
-def _check_run_dir(run_dir: Path, args) -> None:
+def _resume_point(run_dir: Path) -> str:
+    """What --resume finds in ``run_dir``: "checkpoint"; "config" (a run stopped before its first checkpoint:
+    config.json alone is worth keeping); or "nothing" (no folder, an empty one, or only the temporary file of a
+    config.json whose writing was stopped)."""
+    from .checkpoint import CONFIG, STATE
+    if (run_dir / STATE).exists():
+        return "checkpoint"
+    if (run_dir / CONFIG).exists():
+        return "config"
+    if run_dir.exists() and any(not p.name.startswith(f".{CONFIG}.") for p in run_dir.iterdir()):
+        raise GenzooError(f"Cannot resume: {run_dir} is not a run folder (no {CONFIG}) and is not empty.")
+    return "nothing"
+
+
+def _clear_for_restart(run_dir: Path) -> None:
+    """Empty a run folder that holds no checkpoint yet, keeping its config.json: the logs, grids and temporary
+    files of the stopped attempt would otherwise mix with the new one's."""
     from .checkpoint import CONFIG
+    for p in run_dir.iterdir() if run_dir.exists() else ():
+        if p.name != CONFIG:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _check_run_dir(run_dir: Path, args) -> None:
     exists = run_dir.exists() and any(run_dir.iterdir())
     if args.resume:
-        if not (run_dir / CONFIG).exists():
-            raise GenzooError(f"Cannot resume: {run_dir} is not a run folder (no {CONFIG}).")
         return
+    from .checkpoint import CONFIG
     if not exists:
         return
     if not args.overwrite:
@@ -177,12 +198,22 @@ def cmd_train(args) -> int:
     if args.resume and args.overwrite:
         raise GenzooError("--resume and --overwrite contradict each other; pass one.")
     run_dir = _choose_run_dir(args)
+    point = _resume_point(run_dir) if args.resume else None
     if _rank() == 0:
         _check_run_dir(run_dir, args)
-    model_cfg, train_cfg = _resolve_configs(args, run_dir)
+    if point == "nothing":           # a job script that always passes --resume, on its first start
+        args.resume = False
+    model_cfg, train_cfg = _resolve_configs(args, run_dir)    # --resume: the recorded config
     if _rank() == 0:
+        if point == "nothing":
+            print(f"--resume: {run_dir} holds no run yet; starting a new one at step 0", file=sys.stderr)
+            _clear_for_restart(run_dir)
+        elif point == "config":
+            print(f"--resume: {run_dir} was stopped before its first checkpoint; starting it again at step 0 "
+                  "with its recorded config", file=sys.stderr)
+            _clear_for_restart(run_dir)
         print(f"training {args.model} on {args.data} -> {run_dir}", file=sys.stderr)
-    summary = train(run_dir, args.model, args.data, model_cfg, train_cfg, resume=args.resume,
+    summary = train(run_dir, args.model, args.data, model_cfg, train_cfg, resume=point == "checkpoint",
                     progress=not args.no_progress)
     if _rank() == 0:
         _print_summary(summary, run_dir)
@@ -455,7 +486,7 @@ def cmd_report(args) -> int:
 
 def _run_record(args, model_name: str) -> dict:
     from . import __version__
-    from .evaluate import machine
+    from .hardware import machine
     return {"model": model_name, "run": str(args.run), "genzoo_version": __version__,
             "checkpoint": "raw" if args.no_ema or not (Path(args.run) / "ema.safetensors").exists() else "ema",
             "command": "genzoo " + " ".join(args.argv), "machine": machine()}
@@ -596,11 +627,11 @@ def cmd_ood(args) -> int:
 
 
 EVAL_HELP = """\
-Score a run as METRICS.md defines it. fid, kid, pr (precision/recall, density/coverage) and score
+Score a run as docs/metrics.md defines it. fid, kid, pr (precision/recall, density/coverage) and score
 (classifier score) use genzoo's frozen classifier for the data set; nll and cas where the model has them.
 genzoo ships frozen classifiers for mnist, fashion-mnist and digits only. On other data (cifar10,
 patches, folder:PATH) give fid, kid and pr a feature space with --feature-net NAME.safetensors (your
-network, declared in NAME.json beside it; README, Evaluation), or use inception_fid.
+network, declared in NAME.json beside it; docs/evaluation.md), or use inception_fid.
 
 inception_fid is FID in the pool3 features of ImageNet InceptionV3, with the real-vs-real reference
 inception_fid_ref beside it. genzoo never downloads the weights: fetch one of these files yourself

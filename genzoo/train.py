@@ -27,6 +27,7 @@ from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import balanced_subset, load_split
 from .errors import GenzooError
+from .hardware import resolve_bf16
 from .images import save_grid, shift_images
 from .models import build_model
 from .plots import plot_curves
@@ -243,6 +244,10 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % dd.world:
         raise GenzooError(f"batch_size {cfg.batch_size} does not split evenly over {dd.world} processes.")
+    bf16, why = resolve_bf16(cfg.bf16, dd.device)
+    cfg = dataclasses.replace(cfg, bf16=bf16)          # config.json records what ran: true or false, never auto
+    if dd.main:
+        tqdm.write(f"bf16 autocast: {'on' if bf16 else 'off'} ({why})", file=sys.stderr)
 
     data = load_split(data_name, "train")
     images, labels = data.images, data.labels         # uint8 (N, C, H, W), int64 (N,), stay on CPU
@@ -279,15 +284,28 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
     val_set = make_validation(model, data_name, val_images, val_labels, cfg, dd.device) \
         if val_idx is not None else None
     torch.manual_seed(cfg.seed * 7919 + 1 + dd.rank)   # model noise: its own stream per rank
-    step, wall_before = 0, 0.0   # wall_before: training seconds of the sessions before a resume
+    step, wall_before = 0, 0.0   # wall_before: training seconds of the run before this resume
+    done = False                 # resumed at its last step or past its max_train_minutes: only the run's end is left
     # seconds of train_wall_s spent on monitoring between steps (sample grids, coverage checks, validation)
     monitor = {"wall_s": 0.0}
     if resume:
         wall_before = float(state.get("train_wall_s", 0.0))
         monitor["wall_s"] = float(state.get("monitor_wall_s", 0.0))
-        model.load_state_dict(ckpt.load_weights(run_dir / ckpt.MODEL))
-        if ema is not None:
-            ema.load_state_dict(ckpt.load_weights(run_dir / ckpt.EMA))
+        step = int(state["step"])
+        if dd.main:
+            ckpt.remove_temporaries(run_dir)
+        if "weights" in state:     # the whole checkpoint; the safetensors files may be one behind after a kill
+            model.load_state_dict(state["weights"]["model"])
+            if ema is not None:
+                ema.load_state_dict(state["weights"]["ema"])
+            if dd.main and ckpt.sync_weights(run_dir, model, ema, step):
+                tqdm.write(f"rewrote the weights of step {step} from trainer_state.pt (the run was stopped while "
+                           "writing them)", file=sys.stderr)
+        else:                      # written before trainer_state.pt held the weights
+            ckpt.check_weights_step(run_dir, step, ema is not None)
+            model.load_state_dict(ckpt.load_weights(run_dir / ckpt.MODEL))
+            if ema is not None:
+                ema.load_state_dict(ckpt.load_weights(run_dir / ckpt.EMA))
         for ph, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][ph])
         sampler.load_state_dict(state["sampler"])
@@ -298,11 +316,15 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and dd.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], dd.device)
-        step = int(state["step"])
-        ckpt.check_weights_step(run_dir, step, ema is not None)
-        if step >= cfg.steps:
-            raise GenzooError(f"{run_dir} is already at step {step} of {cfg.steps}; pass --steps with a "
-                              "larger number to train further.")
+        done = step >= cfg.steps or 0 < cfg.max_train_minutes * 60 <= wall_before
+        if done and (run_dir / "summary.json").exists():
+            summary = json.loads((run_dir / "summary.json").read_text())
+            if summary.get("step") == step:
+                if dd.main:
+                    tqdm.write(f"{run_dir} is complete: step {step} of {cfg.steps} ({summary.get('status')}). "
+                               "Raise --steps or max_train_minutes to train further.", file=sys.stderr)
+                _shutdown(dd)
+                return {**summary, "already_complete": True}
     elif dd.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_config(run_dir, {"model_name": model_name, "data": data_name,
@@ -348,8 +370,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         rngs = all_gather_rng()
         if not dd.main:
             return
-        ckpt.save_weights(run_dir, model, ema, at_step)
-        ckpt.save_trainer_state(run_dir, {
+        ckpt.save_checkpoint(run_dir, model, ema, {
             "step": at_step, "world": dd.world, "sampler": sampler.state_dict(), "rng": rngs,
             "optimizers": {ph: opt.state_dict() for ph, opt in optimizers.items()},
             "train_wall_s": wall_before + time.perf_counter() - t_start, "monitor_wall_s": monitor["wall_s"],
@@ -445,7 +466,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         return bool(ok)
 
     early = False                # set when validation stops the run early
-    timed_out = False            # set when max_train_minutes ends the run
+    timed_out = done and step < cfg.steps      # set when max_train_minutes ends the run
     with _StopFlag() as stop:
         model.train()
         def next_batch() -> dict:
@@ -460,7 +481,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
                 x = shift_images(x, offsets)
             return {"x": x, "y": labels[idx].to(dd.device)}
 
-        while step < cfg.steps:
+        while step < cfg.steps and not timed_out:
             batch = next_batch()
             lr_factor = cfg.lr_factor(step)
             for phase in model.phases:
@@ -552,7 +573,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
 
     wall = time.perf_counter() - t_start
     summary["step"] = step
-    summary["train_wall_s"] = round(wall_before + wall, 2)   # all sessions of the run
+    summary["train_wall_s"] = round(wall_before + wall, 2)   # every part of a resumed run
     summary["monitor_wall_s"] = round(monitor["wall_s"], 2)  # of which: sample grids, coverage, validation
     if warm_step is not None and step > warm_step:
         summary["train_img_per_s"] = round((step - warm_step) * images_per_step / (time.perf_counter() - t_warm), 1)
@@ -634,7 +655,7 @@ class CoverageCheck:
 
 
 def final_eval(model, data_name: str, progress: bool) -> dict:
-    """Test-set likelihood (bound) of the trained model, in nats per image or bits/dim (METRICS.md): the ELBO
+    """Test-set likelihood (bound) of the trained model, in nats per image or bits/dim (docs/metrics.md): the ELBO
     of latent-variable models, the exact log-likelihood of models that set ``exact_likelihood = True``."""
     from .likelihood import bits_per_dim, is_binarized, mean_bound
 
@@ -642,7 +663,7 @@ def final_eval(model, data_name: str, progress: bool) -> dict:
     was_training = model.training
     model.eval()
     out = {"test_split": f"{data_name} test ({len(test.images)} images)"}
-    if hasattr(model, "elbo"):   # reported as METRICS.md does: -ELBO, an upper bound on the NLL
+    if hasattr(model, "elbo"):   # reported as docs/metrics.md says: -ELBO, an upper bound on the NLL
         labels = test.labels if model.conditional else None
         elbo = mean_bound(model, test.images, "elbo", progress=progress, labels=labels)
         if is_binarized(model):
@@ -663,7 +684,14 @@ def final_eval(model, data_name: str, progress: bool) -> dict:
 def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:      # the half-written last line of a killed run
+            continue
+        if row["step"] <= step:
+            keep.append(line)
     ckpt.atomic_write(path, lambda p: Path(p).write_text("".join(line + "\n" for line in keep)))
 
 

@@ -156,9 +156,27 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
 
 
-def test_resume_refuses_weights_from_another_step_than_the_trainer_state(tmp_path, capsys):
+def test_resume_rewrites_weights_that_a_kill_left_a_checkpoint_behind(tmp_path, capsys):
+    assert _train(tmp_path / "full", "vae", steps=8) == 0
     run = tmp_path / "run"
     assert _train(run, "vae", steps=4) == 0
+    import genzoo
+    model = genzoo.load(run, ema=False)
+    ckpt.save_weights(run, model, model, step=3)     # as if a kill fell after trainer_state.pt, before the weights
+    capsys.readouterr()
+    assert _train(run, "vae", steps=8, extra=["--resume"]) == 0
+    assert "rewrote the weights of step 4 from trainer_state.pt" in " ".join(capsys.readouterr().err.split())
+    for name in (ckpt.MODEL, ckpt.EMA):
+        wa, wb = load_file(tmp_path / "full" / name), load_file(run / name)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+
+
+def test_resume_refuses_mixed_weights_of_a_trainer_state_without_its_own_copy(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "vae", steps=4) == 0
+    state = torch.load(run / ckpt.STATE, weights_only=True)
+    del state["weights"]                              # as trainer_state.pt was before it held the weights
+    ckpt.save_trainer_state(run, state)
     import genzoo
     model = genzoo.load(run, ema=False)
     ckpt.save_weights(run, model, model, step=3)     # as if a crash hit between the two writes

@@ -17,7 +17,7 @@ GPU serves all of them; their train and augment wall times are then each one's s
 A run folder that already finished (summary.json says so) is not trained again, and an experiment whose report is
 there from the same augment command is not run again; the result still lists the commands that made them. The
 batch size is min(the model's, n): with n = 100 every step sees all of them. --keep-rows keeps each row of the
-committed result whose n the same two commands made, so a later call (a GPU session) adds the n an earlier one
+committed result whose n the same two commands made, so a later call (on a GPU, say) adds the n an earlier one
 could not finish without running the others again.
 """
 from __future__ import annotations

@@ -95,7 +95,7 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
               score_only: bool = False, device: str = "cpu", eval_batch: int = 500) -> None:
     name = f"{preset}-{data}" + (f"-{variant}" if variant != "default" else "")
     run_dir = Path("runs") / f"bench-{name}"
-    # --resume continues an interrupted run folder of the same name (its training time counts every session)
+    # --resume continues an interrupted run folder of the same name (its training time counts every part of the run)
     # (with --score-only the record names the command that trains the folder from scratch)
     again = ["--resume"] if resume and not score_only and (run_dir / "trainer_state.pt").exists() else ["--overwrite"]
     train = genzoo_cmd() + ["train", preset, "--data", data, "--out", str(run_dir), *again, "--no-progress"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8's diffusion row of the augmentation-gain experiment on a GPU: `ddpm-cfg` trained on n = 100, 1000 and
+# The diffusion row of the augmentation-gain experiment on a GPU: `ddpm-cfg` trained on n = 100, 1000 and
 # 60,000 real MNIST images side by side on one GPU, each sampled there (DDIM, the 2 x n generated images of the
 # seeds and the 60,000 of CAS) while the classifiers train on the CPU cores (bench/augment.py --device cuda --jobs 3).
 # Results land in bench/results/augment-ddpm-cfg-mnist-gpu.{json,png}; with $OUT set (a device machine's return

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's GPU runs: PRESET (`ddpm`, or the guided `ddpm-cfg`) on MNIST and Fashion-MNIST, trained side by side on
+# The diffusion family's GPU runs: PRESET (`ddpm`, or the guided `ddpm-cfg`) on MNIST and Fashion-MNIST, trained side by side on
 # one GPU for MINUTES each (a probe sizes the steps), then sampled and scored there by bench/diffusion.py (--device
 # cuda). `ddpm`: the DDIM sweep and DDPM-1000; `ddpm-cfg`: FID, per-class FID and CAS on 60,000 samples with the
 # full classifier recipe at guidance 0 and 2 (on this CPU its rows have 500 samples and a 1000-sample CAS). A short

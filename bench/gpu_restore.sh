@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8's restoration benchmark over the full test set on a GPU: one run of each family the CPU table has (the
+# The restoration benchmark over the full test set on a GPU: one run of each family the CPU table has (the
 # same presets, at recipes a GPU trains in minutes) is trained side by side, then each restores all 10,000 test
 # images of DATA with every task and mask preset it can, in its own process (bench/restore.py --jobs). On this CPU
 # the table covers the first 100 images: RePaint and the flow's latent fits take about 1.2 s an image here, some

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Issue 5's k = 5000 rows on a GPU: the six MNIST VAE rows that this CPU scored at IWAE k = 1000 (k = 5000 costs 50M
+# The VAE rows at IWAE k = 5000 on a GPU: the six MNIST VAE rows that this CPU scored at IWAE k = 1000 (k = 5000 costs 50M
 # decoder passes per row, about 4 h of both cores here for the conv VAE and longer for the PixelVAE; the MLP rows
 # have k = 5000 from this CPU), trained
 # again by its recorded recipe (same preset, steps and --set options) and scored on the full test set at k = 5000,
 # all side by side on one GPU. A short smoke run comes first, so a fault costs a minute, not the run. Results land
 # in bench/results/PRESET-mnist-VARIANT.json with VARIANT = the CPU row's variant + "-gpu" (the CPU rows stay: their
-# train times are the issue's "60 minutes here"). With $OUT set (a device machine's return folder) the results,
+# train times are the 60-minute CPU recipes). With $OUT set (a device machine's return folder) the results,
 # figures and logs are packed there.
 #
 #     python bench/pack_data.py mnist --out .gpu/data        # here: 11 MiB to carry

@@ -1,4 +1,4 @@
-"""Compressed copies of prepared data sets, small enough to carry to a lent GPU machine (MNIST: 55 MB of arrays
+"""Compressed copies of prepared data sets, small enough to carry to a GPU machine (MNIST: 55 MB of arrays
 -> about 11 MB), checked to load back to the same arrays. Point GENZOO_DATA at --out there.
 
     python bench/pack_data.py mnist fashion-mnist --out .gpu/data

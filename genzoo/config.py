@@ -58,6 +58,10 @@ class TrainConfig:
     max_train_minutes: float = 0.0     # > 0: stop (checkpointed, status "time_limit") at the first step whose
                                        # training wall time, every part of a resumed run together, reaches this;
                                        # the lr schedule still follows `steps`; 0 = no limit
+    fit_steps: bool = False            # with max_train_minutes: before the first step, time this run's step on
+                                       # this machine (on throwaway copies) and lower `steps` to what the budget
+                                       # holds, so the lr schedule ends with the run; config.json records the
+                                       # fitted steps, which a resume keeps
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every_steps"):
@@ -79,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"bf16 must be true, false or auto, got {self.bf16!r}")
         if self.val_fid_samples < 2:
             raise ValueError(f"val_fid_samples must be at least 2, got {self.val_fid_samples}")
+        if self.fit_steps and not self.max_train_minutes:
+            raise ValueError("fit_steps fits the steps to max_train_minutes: set max_train_minutes too")
         if self.early_stop_patience and not self.val_every_steps:
             raise ValueError("early_stop_patience counts validations: set val_every_steps too")
 

@@ -99,6 +99,58 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         b_ema.copy_(b)
 
 
+def optimiser_step(net, model, opt, batch: dict, phase: str, autocast, grad_clip_norm: float):
+    """One optimiser step of ``phase`` on ``batch``: (the model's loss dict, the gradient norm before clipping)."""
+    opt.zero_grad(set_to_none=True)
+    with autocast:
+        out = net(batch, phase=phase)
+    out["loss"].backward()
+    norm = torch.nn.utils.clip_grad_norm_(         # inf = measure only
+        model.phase_parameters(phase), grad_clip_norm if grad_clip_norm > 0 else math.inf)
+    opt.step()
+    return out, norm
+
+
+FIT_MARGIN = 0.93     # share of the budget fit_steps plans for steps; the rest is for grids, checkpoints, coverage
+PROBE_SECONDS = 10.0  # how long fit_steps times the step
+
+
+def make_autocast(bf16: bool, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def probe_steps_per_s(model, ema, cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, device,
+                      seconds: float) -> float:
+    """Training steps per second of this run on this machine: every phase with its repeats, then the EMA update,
+    timed on copies of the model and fresh optimisers, on random batches, with the RNG forked, so the run itself
+    starts exactly as it would without the probe. Three warm-up steps, then at least five for ``seconds``."""
+    model, ema = copy.deepcopy(model).train(), copy.deepcopy(ema) if ema is not None else None
+    opts = {ph: torch.optim.Adam(model.phase_parameters(ph), lr=cfg.lr * model.phase_lr_scale(ph),
+                                 betas=cfg.adam_betas) for ph in model.phases}
+    g = torch.Generator().manual_seed(0)
+    autocast = make_autocast(cfg.bf16, device)
+
+    def step() -> None:
+        for ph in model.phases:
+            for _ in range(model.phase_repeats(ph)):
+                idx = torch.randint(len(images), (cfg.batch_size,), generator=g)
+                batch = {"x": images[idx].float().div_(255).to(device), "y": labels[idx].to(device)}
+                optimiser_step(model, model, opts[ph], batch, ph, autocast, cfg.grad_clip_norm)
+        if ema is not None:
+            ema_update(ema, model, cfg.ema_decay)
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for _ in range(3):
+            step()
+        n, t0 = 0, time.perf_counter()
+        while n < 5 or time.perf_counter() - t0 < seconds:
+            step()
+            n += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return n / (time.perf_counter() - t0)
+
+
 class _StopFlag:
     """SIGINT/SIGTERM set a flag the loop checks, so the run saves a checkpoint and exits cleanly."""
 
@@ -325,7 +377,17 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
                                "Raise --steps or max_train_minutes to train further.", file=sys.stderr)
                 _shutdown(dd)
                 return {**summary, "already_complete": True}
-    elif dd.main:
+    elif cfg.fit_steps:     # a new run: fit its steps to its time budget before config.json records them
+        rate = probe_steps_per_s(model, ema, cfg, images, labels, dd.device, PROBE_SECONDS)
+        fitted = torch.tensor([min(cfg.steps, max(1, int(rate * 60 * cfg.max_train_minutes * FIT_MARGIN)))])
+        if dd.world > 1:    # every rank must plan the same steps: the slowest one's
+            fitted = fitted.to(dd.device)
+            dist.all_reduce(fitted, op=dist.ReduceOp.MIN)
+        if dd.main:
+            tqdm.write(f"fit_steps: {rate:.2f} steps/s on this machine; {int(fitted)} of {cfg.steps} steps fit "
+                       f"max_train_minutes = {cfg.max_train_minutes:g}", file=sys.stderr)
+        cfg = dataclasses.replace(cfg, steps=int(fitted))
+    if not resume and dd.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_config(run_dir, {"model_name": model_name, "data": data_name,
                                     "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(cfg)})
@@ -447,8 +509,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
             stop_early = flag.item() > 0
         return stop_early
 
-    autocast = (torch.autocast(dd.device.type, dtype=torch.bfloat16) if cfg.bf16
-                else contextlib.nullcontext())
+    autocast = make_autocast(cfg.bf16, dd.device)
     multi = len(model.phases) > 1
     sums: dict[str, torch.Tensor] = {}
     n_acc = 0
@@ -491,14 +552,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
                 for r in range(repeats[phase]):
                     if r > 0:              # each extra critic step sees fresh data
                         batch = next_batch()
-                    opt.zero_grad(set_to_none=True)
-                    with autocast:
-                        out = net(batch, phase=phase)
-                    out["loss"].backward()
-                    # the norm before clipping; inf = measure only
-                    norm = torch.nn.utils.clip_grad_norm_(
-                        model.phase_parameters(phase), cfg.grad_clip_norm if cfg.grad_clip_norm > 0 else math.inf)
-                    opt.step()
+                    out, norm = optimiser_step(net, model, opt, batch, phase, autocast, cfg.grad_clip_norm)
                 out["grad_norm"] = norm
                 for k, v in out.items():   # the last repeat's values
                     key = f"{phase}/{k}" if multi else k

@@ -261,3 +261,22 @@ def test_shift_augment_changes_the_batches_reproducibly_and_resumes_exactly(tmp_
     with pytest.raises(ValueError, match="shift_augment"):
         from genzoo.config import TrainConfig
         TrainConfig(shift_augment=-1)
+
+
+def test_fit_steps_plans_the_steps_the_budget_holds_and_leaves_the_run_unchanged(tmp_path, monkeypatch, capsys):
+    import genzoo.train
+    monkeypatch.setattr(genzoo.train, "PROBE_SECONDS", 0.5)
+    run = tmp_path / "fit"
+    assert _train(run, "vae", steps=100_000, extra=["--set", "max_train_minutes=0.05", "--set", "fit_steps=true"]) == 0
+    assert "steps/s on this machine" in capsys.readouterr().err
+    fitted = json.loads((run / "config.json").read_text())["train"]["steps"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert 1 <= fitted < 100_000 and summary["step"] <= fitted, (fitted, summary)
+    assert summary["train_wall_s"] < 0.05 * 60 * 1.5          # the plan held the budget, give or take the monitors
+    # the probe ran on copies with the RNG forked: the same steps without it give the same weights
+    assert _train(tmp_path / "plain", "vae", steps=summary["step"]) == 0
+    wa, wb = load_file(run / ckpt.MODEL), load_file(tmp_path / "plain" / ckpt.MODEL)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    capsys.readouterr()
+    assert _train(tmp_path / "bad", "vae", steps=3, extra=["--set", "fit_steps=true"]) == 2
+    assert "set max_train_minutes too" in capsys.readouterr().err

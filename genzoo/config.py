@@ -60,7 +60,8 @@ class TrainConfig:
                                        # the lr schedule still follows `steps`; 0 = no limit
     fit_steps: bool = False            # with max_train_minutes: before the first step, time this run's step on
                                        # this machine (on throwaway copies) and lower `steps` to what the budget
-                                       # holds, so the lr schedule ends with the run; config.json records the
+                                       # holds, so the lr schedule ends with the run (if the probe guessed too
+                                       # fast, max_train_minutes still stops it); config.json records the
                                        # fitted steps, which a resume keeps
 
     def __post_init__(self):

@@ -111,7 +111,6 @@ def optimiser_step(net, model, opt, batch: dict, phase: str, autocast, grad_clip
     return out, norm
 
 
-FIT_MARGIN = 0.93     # share of the budget fit_steps plans for steps; the rest is for grids, checkpoints, coverage
 PROBE_SECONDS = 10.0  # how long fit_steps times the step
 
 
@@ -123,7 +122,7 @@ def probe_steps_per_s(model, ema, cfg: TrainConfig, images: torch.Tensor, labels
                       seconds: float) -> float:
     """Training steps per second of this run on this machine: every phase with its repeats, then the EMA update,
     timed on copies of the model and fresh optimisers, on random batches, with the RNG forked, so the run itself
-    starts exactly as it would without the probe. Three warm-up steps, then at least five for ``seconds``."""
+    starts exactly as it would without the probe. Ten warm-up steps, then at least five for ``seconds``."""
     model, ema = copy.deepcopy(model).train(), copy.deepcopy(ema) if ema is not None else None
     opts = {ph: torch.optim.Adam(model.phase_parameters(ph), lr=cfg.lr * model.phase_lr_scale(ph),
                                  betas=cfg.adam_betas) for ph in model.phases}
@@ -140,7 +139,7 @@ def probe_steps_per_s(model, ema, cfg: TrainConfig, images: torch.Tensor, labels
             ema_update(ema, model, cfg.ema_decay)
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for _ in range(3):
+        for _ in range(10):
             step()
         n, t0 = 0, time.perf_counter()
         while n < 5 or time.perf_counter() - t0 < seconds:
@@ -379,7 +378,8 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
                 return {**summary, "already_complete": True}
     elif cfg.fit_steps:     # a new run: fit its steps to its time budget before config.json records them
         rate = probe_steps_per_s(model, ema, cfg, images, labels, dd.device, PROBE_SECONDS)
-        fitted = torch.tensor([min(cfg.steps, max(1, int(rate * 60 * cfg.max_train_minutes * FIT_MARGIN)))])
+        # the whole budget: a probe that guessed too fast is stopped by max_train_minutes a little before its end
+        fitted = torch.tensor([min(cfg.steps, max(1, int(rate * 60 * cfg.max_train_minutes)))])
         if dd.world > 1:    # every rank must plan the same steps: the slowest one's
             fitted = fitted.to(dd.device)
             dist.all_reduce(fitted, op=dist.ReduceOp.MIN)

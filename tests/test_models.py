@@ -10,6 +10,7 @@ from genzoo.models import MODELS, build_model
 from helpers import tiny_config
 
 NAMES = sorted(MODELS)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: see conftest.py
 
 
 def _batch(n=6, c=1, s=8, seed=0):

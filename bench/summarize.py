@@ -727,8 +727,9 @@ def throughput_section(r: dict) -> list[str]:
              "|---|---|---|---|---|---|"]
     for key, v in r["metrics"].items():
         name, prec = key.rsplit("-", 1)
-        lines.append(f"| {name} | {prec} | {v['img_per_s']:.0f} | {v['step_gflop']:.2f} | "
-                     f"{v['achieved_gflop_per_s']:.1f} | {v['fraction_of_fp32_matmul']:.3f} |")
+        flops = (f"{v['step_gflop']:.2f} | {v['achieved_gflop_per_s']:.1f} | {v['fraction_of_fp32_matmul']:.3f}"
+                 if "step_gflop" in v else "not counted | |")
+        lines.append(f"| {name} | {prec} | {v['img_per_s']:.0f} | {flops} |")
     models = sorted({k.rsplit("-", 1)[0] for k in r["metrics"]})
     speedups = [f"{m} {r['metrics'][m + '-bf16']['img_per_s'] / r['metrics'][m + '-fp32']['img_per_s']:.2f}x"
                 for m in models if m + "-bf16" in r["metrics"]]
@@ -736,7 +737,11 @@ def throughput_section(r: dict) -> list[str]:
     if "bf16_auto" in r:
         lines += ["", f"On this CPU (model {r['cpu']['model']}; avx512_bf16 {r['cpu']['avx512_bf16']}, amx_bf16 "
                   f"{r['cpu']['amx_bf16']}) the training default `bf16: auto` resolves to {r['bf16_auto']}."]
-    if any(v["fraction_of_fp32_matmul"] > 1 for v in r["metrics"].values()):
+    uncounted = sorted({k.rsplit("-", 1)[0] for k, v in r["metrics"].items() if "step_gflop" not in v})
+    if uncounted:
+        lines += ["", f"FLOPs not counted for {', '.join(uncounted)}: torch's FlopCounterMode cannot follow the "
+                  "autograd.grad call of a gradient penalty."]
+    if any(v.get("fraction_of_fp32_matmul", 0) > 1 for v in r["metrics"].values()):
         lines += ["", "A fraction above 1 means the training step's convolutions ran faster than torch's float32 "
                   "2048x2048 matmul did on the same CPU in the same run: the reference matmul is itself far from "
                   "the CPU's peak there, so read the column as relative to it, not to the hardware's peak."]

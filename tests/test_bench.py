@@ -284,3 +284,20 @@ def test_the_summary_picks_each_familys_best_row_from_the_results(tmp_path, monk
     assert rows[("flow", "Fashion-MNIST")] == "| flow | Fashion-MNIST | `realnvp`: 17.000 (n = 10000) | " \
                                               "no reference at this n | | `realnvp`: 3.300 bpd | none quoted |"
     assert ("autoregressive", "MNIST") not in rows and ("GAN", "Fashion-MNIST") not in rows   # no rows, no line
+
+
+def test_throughput_section_names_the_cpu_its_bf16_choice_and_rows_without_a_flop_count():
+    r = {"command": "python bench/throughput.py", "steps_timed": 10, "matmul_2048_fp32_gflop_per_s": 100.0,
+         "machine": "2-core Test CPU (no bf16 flags)", "device": "cpu", "bf16_auto": False,
+         "cpu": {"model": "Test CPU", "avx512_bf16": False, "amx_bf16": False, "source": "test"},
+         "metrics": {"vae-fp32": {"img_per_s": 1000.0, "step_gflop": 10.0, "achieved_gflop_per_s": 78.1,
+                                  "fraction_of_fp32_matmul": 0.781},
+                     "vae-bf16": {"img_per_s": 400.0, "step_gflop": 10.0, "achieved_gflop_per_s": 31.2,
+                                  "fraction_of_fp32_matmul": 0.312},
+                     "wgan-gp-fp32": {"img_per_s": 300.0}, "wgan-gp-bf16": {"img_per_s": 200.0}}}
+    text = "\n".join(_summarize().throughput_section(r))
+    assert "| vae | fp32 | 1000 | 10.00 | 78.1 | 0.781 |" in text
+    assert "| wgan-gp | fp32 | 300 | not counted | | |" in text
+    assert "vae 0.40x" in text and "wgan-gp 0.67x" in text
+    assert "`bf16: auto` resolves to False" in text and "Test CPU" in text
+    assert "FLOPs not counted for wgan-gp" in text

@@ -30,8 +30,8 @@ class TrainConfig:
     ema_decay: float = 0.999           # EMA of the weights used for sampling; 0 = no EMA
     bf16: bool | str = "auto"          # bfloat16 autocast for the forward pass (losses stay fp32): true, false,
                                        # or "auto" = true only where the device computes bf16 natively (a CUDA
-                                       # device with bf16, a CPU with avx512_bf16 or amx_bf16: 1.4-1.9x faster
-                                       # convs; without them bf16 is 1.2-2.6x slower than fp32); the run
+                                       # device with bf16, a CPU with avx512_bf16 or amx_bf16: 1.1-2.4x faster
+                                       # steps; without them bf16 is 1.2-2.6x slower than fp32); the run
                                        # records the resolved true/false (genzoo.hardware.resolve_bf16)
     seed: int = 0                      # seeds data order, model init and noise
     log_every_steps: int = 50          # metrics.jsonl, TensorBoard and the progress bar

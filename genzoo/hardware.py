@@ -1,8 +1,8 @@
 """What the machine computes natively: the CPU's model and bfloat16 support, a CUDA device's bf16.
 
 bfloat16 autocast pays only where the hardware has bf16 arithmetic: on a CPU with avx512_bf16 or
-AMX-BF16 a conv step runs 1.4-1.9x faster than fp32, on an AVX-512 CPU without them it runs
-1.2-2.6x slower (oneDNN emulates bf16 there). ``bf16: auto`` asks ``native_bf16`` once per run.
+AMX-BF16 a training step runs 1.1-2.4x faster than fp32 (bench/throughput.py on an AMD EPYC), on an
+AVX-512 CPU without them 1.2-2.6x slower (an Intel Xeon). ``bf16: auto`` asks ``native_bf16`` once per run.
 """
 from __future__ import annotations
 

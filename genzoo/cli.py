@@ -87,11 +87,10 @@ def _clear_for_restart(run_dir: Path) -> None:
 
 
 def _check_run_dir(run_dir: Path, args) -> None:
-    exists = run_dir.exists() and any(run_dir.iterdir())
-    if args.resume:
+    if args.resume:                  # _resume_point has judged the folder
         return
     from .checkpoint import CONFIG
-    if not exists:
+    if not (run_dir.exists() and any(run_dir.iterdir())):
         return
     if not args.overwrite:
         raise GenzooError(f"The run folder {run_dir} already exists. Pass --resume to continue it, "

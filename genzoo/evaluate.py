@@ -139,7 +139,7 @@ def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress
     data = load_split(dataset, split)
     images = data.images
     labels = data.labels if model.conditional else None
-    bounded = hasattr(model, "elbo")           # a latent-variable model: log_prob is the IWAE bound with k
+    bounded = model.capabilities.likelihood.elbo   # a latent-variable model: log_prob is the IWAE bound with k
     scoring_layout(model)
     out = {}
     batch = 20 if bounded else 500
@@ -198,8 +198,8 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
     refused: dict[str, str] = {}
     out: dict[str, float] = {}
 
-    if "nll" in wanted and not model.has_likelihood:
-        refused["nll"] = f"{name} defines no likelihood ({model.no_likelihood_reason})"
+    if "nll" in wanted and model.capabilities.likelihood.kind == "none":
+        refused["nll"] = f"{name} defines no likelihood ({model.capabilities.likelihood.reason})"
     if "cas" in wanted and not model.conditional:
         refused["cas"] = f"CAS needs a class-conditional model; {name} is unconditional"
     inception = inception_record = None

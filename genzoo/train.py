@@ -219,15 +219,16 @@ def make_validation(model, data_name: str, images: torch.Tensor, labels: torch.T
     n = len(images)
     common = {"images": images.cpu(), "labels": labels.cpu()}
     unit = "nats" if is_binarized(model) else "bpd"
-    if model.has_likelihood and hasattr(model, "elbo"):
+    likelihood = model.capabilities.likelihood
+    if likelihood.elbo:
         return ValidationSet(**common, kind="elbo", key=f"val/elbo_{unit}",
                              description=f"negative ELBO in {'nats per image' if unit == 'nats' else 'bits/dim'} "
                                          f"on {n} held-out train images (seed {VAL_METRIC_SEED})")
-    if model.has_likelihood and model.exact_likelihood:
+    if likelihood.kind == "exact":
         return ValidationSet(**common, kind="exact", key="val/nll_nats" if unit == "nats" else "val/bpd",
                              description=f"exact NLL in {'nats per image' if unit == 'nats' else 'bits/dim'} on "
                                          f"{n} held-out train images")
-    if model.has_likelihood and len(model.phases) == 1:
+    if likelihood.kind != "none" and len(model.phases) == 1:
         return ValidationSet(**common, kind="loss", key="val/loss",
                              description=f"the model's own training loss (not a likelihood bound) on {n} held-out "
                                          f"train images, noise seed {VAL_METRIC_SEED}")
@@ -652,7 +653,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
         writer.close()
         curves = plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
         summary["curves"] = str(curves) if curves else None
-        if cfg.final_eval and model.has_likelihood and summary["status"] != "interrupted":
+        if cfg.final_eval and model.capabilities.likelihood.kind != "none" and summary["status"] != "interrupted":
             summary.update(final_eval(ema if ema is not None else model, data_name, progress))
         ckpt.atomic_write(run_dir / "summary.json",
                           lambda p: Path(p).write_text(json.dumps(summary, indent=2) + "\n"))
@@ -710,21 +711,22 @@ class CoverageCheck:
 
 def final_eval(model, data_name: str, progress: bool) -> dict:
     """Test-set likelihood (bound) of the trained model, in nats per image or bits/dim (docs/metrics.md): the ELBO
-    of latent-variable models, the exact log-likelihood of models that set ``exact_likelihood = True``."""
+    of latent-variable models, the exact log-likelihood of models that declare one."""
     from .likelihood import bits_per_dim, is_binarized, mean_bound
 
     test = load_split(data_name, "test")
     was_training = model.training
     model.eval()
     out = {"test_split": f"{data_name} test ({len(test.images)} images)"}
-    if hasattr(model, "elbo"):   # reported as docs/metrics.md says: -ELBO, an upper bound on the NLL
+    likelihood = model.capabilities.likelihood
+    if likelihood.elbo:   # reported as docs/metrics.md says: -ELBO, an upper bound on the NLL
         labels = test.labels if model.conditional else None
         elbo = mean_bound(model, test.images, "elbo", progress=progress, labels=labels)
         if is_binarized(model):
             out["elbo_nats"] = round(-elbo, 3)
         else:
             out["elbo_bpd"] = round(bits_per_dim(-elbo, test.images[0].numel()), 4)
-    elif getattr(model, "exact_likelihood", False):   # flows, autoregressive models: one pass per image
+    elif likelihood.kind == "exact":   # flows, autoregressive models: one pass per image
         labels = test.labels if model.conditional else None
         nll = -mean_bound(model, test.images, "exact", progress=progress, labels=labels)
         if is_binarized(model):

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .autoregressive_nets import NETS, PAD
-from .base import GenerativeModel
+from .base import Capabilities, GenerativeModel, Likelihood
 
 ARCHS = tuple(NETS)
 
@@ -65,7 +65,6 @@ class Autoregressive(GenerativeModel):
     """An autoregressive image model p(x) = prod_i p(x_i | x_<i): PixelCNN, Gated PixelCNN, Row LSTM or transformer."""
 
     Config = AutoregressiveConfig
-    exact_likelihood = True
     train_defaults = {"lr": 1e-3, "batch_size": 64}
 
     def __init__(self, config: AutoregressiveConfig):
@@ -75,6 +74,10 @@ class Autoregressive(GenerativeModel):
         self.levels = 2 if config.likelihood == "bernoulli" else 256       # values a channel takes
         self.k_out = 1 if config.likelihood == "bernoulli" else 256        # logits per value
         self.net = NETS[config.arch](config, self.k_out)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(Likelihood("exact", "exact"), conditional=self.conditional, completion="autoregressive")
 
     @property
     def conditional(self) -> bool:

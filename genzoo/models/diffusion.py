@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..nn import EmbResBlock, SelfAttention2d, group_norm, timestep_embedding
-from .base import GenerativeModel
+from .base import Capabilities, GenerativeModel, Likelihood, Option
 
 SCHEDULES = ("linear", "cosine")
 SAMPLERS = ("ddim", "ddpm")
@@ -183,6 +183,23 @@ class Diffusion(GenerativeModel):
         # derived from the config, so not saved with the weights; float64 for the bound's sums over T terms
         self.register_buffer("betas", betas, persistent=False)                        # (T,)
         self.register_buffer("alphas_cumprod", torch.cumprod(1 - betas, 0), persistent=False)   # abar_t, (T,)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        cfg = self.config
+        options = (Option("sampler", str, "ddim", choices=SAMPLERS, help="ddim (Song et al. 2021) or ddpm "
+                                                                          "(ancestral, all T steps)"),
+                   Option("steps", int, None, low=1, high=cfg.timesteps,
+                          help=f"DDIM steps; None: {min(DEFAULT_DDIM_STEPS, cfg.timesteps)}"),
+                   Option("eta", float, 0.0, low=0, high=1, help="DDIM noise: 0 deterministic, 1 DDPM-like"))
+        if cfg.conditional:
+            options += (Option("guidance", float, None, low=0, help="classifier-free guidance scale w; None: the "
+                                                                    f"config's {cfg.guidance:g}"),)
+        # log_prob: the variational bound (eq. 5) on `steps` stratified timesteps, one draw of x_t each
+        return Capabilities(Likelihood("bound", "vlb", knob="steps", knob_default=None, knob_max=cfg.timesteps,
+                                       stochastic=True),
+                            conditional=cfg.conditional, null_label=cfg.conditional, completion="diffusion",
+                            sample_options=options)
 
     @property
     def conditional(self) -> bool:

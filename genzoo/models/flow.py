@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import ResBlock
-from .base import GenerativeModel
+from .base import Capabilities, GenerativeModel, Likelihood, Option
 
 LOG_2PI = math.log(2 * math.pi)
 MASKS = ("glow", "realnvp")
@@ -308,7 +308,6 @@ class Flow(GenerativeModel):
     """A multi-scale normalizing flow (Real NVP, Glow) with an exact log-likelihood and temperature sampling."""
 
     Config = FlowConfig
-    exact_likelihood = True
     train_defaults = {"lr": 1e-3, "batch_size": 64, "steps": 6000}
 
     def __init__(self, config: FlowConfig):
@@ -349,6 +348,13 @@ class Flow(GenerativeModel):
         self.flow = nn.ModuleList(layers)
         self.top = Prior(c, s, 0, n_cls)
         self.noise_shapes.append((c, s, s))
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(Likelihood("exact", "exact"), conditional=self.conditional, latents=True, encode=True,
+                            sample_options=(Option("temperature", float, 1.0, low=0,
+                                                   help="every prior's std times this (Glow, sec. 5): below 1 "
+                                                        "trades diversity for cleaner samples"),))
 
     @property
     def conditional(self) -> bool:

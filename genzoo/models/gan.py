@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..nn import SelfAttention2d
-from .base import GenerativeModel
+from .base import Capabilities, GenerativeModel, Likelihood, Option
 
 LOSSES = ("ns", "minimax", "wgan-gp", "hinge")
 ARCHS = ("conv", "mlp")
@@ -216,6 +216,14 @@ class GAN(GenerativeModel):
             add_spectral_norm(self.discriminator)
         if config.spectral_norm == "both":
             add_spectral_norm(self.generator)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(Likelihood(reason="a GAN has none to report"), conditional=self.conditional,
+                            latents=True, traversable_codes=self.traversable_codes,
+                            sample_options=(Option("truncation", float, None, low=0, high=10, low_open=True,
+                                                   help="the truncation trick (Brock et al. 2019): redraw latent "
+                                                        "entries beyond +-t; None samples the full prior"),))
 
     @property
     def conditional(self) -> bool:

@@ -43,12 +43,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import ResBlock, conv_down, conv_up
-from .base import GenerativeModel
+from .base import Capabilities, GenerativeModel, Likelihood, Option
 
 LOG_2PI = math.log(2 * math.pi)
 ARCHS = ("conv", "mlp")
 DECODERS = ("auto", "bernoulli", "logistic", "categorical")
 LABEL_IN = ("nets", "prior", "separate")
+MAX_IWAE_K = 100_000     # importance samples per image a scorer may ask log_prob for
 
 
 @dataclass
@@ -195,12 +196,17 @@ class VAE(GenerativeModel):
         return self.config.conditional
 
     @property
-    def has_likelihood(self) -> bool:
-        return not self.config.adversarial
-
-    @property
-    def no_likelihood_reason(self) -> str:
-        return "a VAE-GAN's reconstruction term lives in its discriminator's feature space, not in pixels"
+    def capabilities(self) -> Capabilities:
+        if self.config.adversarial:
+            likelihood = Likelihood(reason="a VAE-GAN's reconstruction term lives in its discriminator's feature "
+                                           "space, not in pixels")
+        else:   # log_prob is the IWAE bound (Burda et al. 2016), tight as k grows; elbo is its k = 1 case
+            likelihood = Likelihood("bound", "iwae", knob="k", knob_default=1000, knob_max=MAX_IWAE_K,
+                                    stochastic=True, elbo=True)
+        options = (Option("binary", bool, False, help="binary draws x ~ p(x|z), pixel by pixel, instead of the "
+                                                      "decoder's means"),) if self.pixel is not None else ()
+        return Capabilities(likelihood, conditional=self.config.conditional, latents=True, encode=True,
+                            reconstruct=True, traversable_codes=self.traversable_codes, sample_options=options)
 
     def phase_parameters(self, phase: str):
         if phase == "model":

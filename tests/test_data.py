@@ -85,7 +85,7 @@ def cache(tmp_path, monkeypatch):
 
 def test_download_from_file_url_round_trips(tmp_path, cache, monkeypatch):
     arrays, gz_md5, _ = write_idx_set(tmp_path / "mirror")
-    monkeypatch.setattr(data, "_MNIST_MD5", gz_md5)
+    monkeypatch.setattr(data.mnist, "_MNIST_MD5", gz_md5)
     # the first mirror is missing: the second one must be used
     monkeypatch.setenv("GENZOO_MNIST_MIRROR",
                        f"{(tmp_path / 'nowhere').as_uri()}/, {(tmp_path / 'mirror').as_uri()}")
@@ -131,7 +131,7 @@ def test_download_from_localhost_http(tmp_path):
 def test_wrong_checksum_fails_and_leaves_nothing(tmp_path, cache, monkeypatch):
     _, gz_md5, _ = write_idx_set(tmp_path / "mirror")
     gz_md5["t10k-labels-idx1-ubyte.gz"] = "0" * 32
-    monkeypatch.setattr(data, "_MNIST_MD5", gz_md5)
+    monkeypatch.setattr(data.mnist, "_MNIST_MD5", gz_md5)
     monkeypatch.setenv("GENZOO_MNIST_MIRROR", (tmp_path / "mirror").as_uri())
     with pytest.raises(GenzooError, match="genzoo data prepare mnist") as err:
         prepare("mnist", source="download", progress=False)
@@ -147,7 +147,7 @@ def test_wrong_checksum_fails_and_leaves_nothing(tmp_path, cache, monkeypatch):
 ])
 def test_malformed_idx_is_refused(tmp_path, cache, monkeypatch, corrupt, message):
     _, gz_md5, _ = write_idx_set(tmp_path / "mirror", corrupt={"train-images-idx3-ubyte": corrupt})
-    monkeypatch.setattr(data, "_MNIST_MD5", gz_md5)  # checksums match: the parser must catch it
+    monkeypatch.setattr(data.mnist, "_MNIST_MD5", gz_md5)  # checksums match: the parser must catch it
     monkeypatch.setenv("GENZOO_MNIST_MIRROR", (tmp_path / "mirror").as_uri())
     with pytest.raises(GenzooError, match=message):
         prepare("mnist", source="download", progress=False)
@@ -184,7 +184,7 @@ def test_fashion_mnist_from_local_folder(tmp_path, cache, monkeypatch):
     raw.write_bytes(gzip.decompress((folder / "t10k-labels-idx1-ubyte.gz").read_bytes()))
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     monkeypatch.setenv("GENZOO_FASHION_MNIST_DIR", str(folder))
-    monkeypatch.setattr(data, "_FASHION_IDX_MD5", payload_md5)
+    monkeypatch.setattr(data.mnist, "_FASHION_IDX_MD5", payload_md5)
     prepare("fashion-mnist", progress=False)
     for split in ("train", "test"):
         assert_same(load_split("fashion-mnist", split), *arrays[split])
@@ -235,7 +235,7 @@ def test_prepare_is_idempotent_and_redoes_partial(tmp_path, monkeypatch):
         raise AssertionError("prepared twice")
 
     with monkeypatch.context() as m:
-        m.setattr(data, "_build", fail)
+        m.setattr(data.loading, "_build", fail)
         assert prepare("digits", root=tmp_path) == folder
     assert (folder / "train.npz").stat().st_mtime_ns == stamp
     (folder / "test.npz").unlink()

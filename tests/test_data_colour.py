@@ -151,7 +151,7 @@ def _assert_cifar(arrays: dict):
 
 def test_cifar10_download_with_the_right_md5_round_trips(tmp_path, cache, monkeypatch):
     arrays, md5 = _cifar_archive(tmp_path / "site" / "cifar-10-python.tar.gz")
-    monkeypatch.setattr(data, "_CIFAR10_MD5", md5)
+    monkeypatch.setattr(data.cifar, "_CIFAR10_MD5", md5)
     with _Server(tmp_path / "site") as server:
         monkeypatch.setenv("GENZOO_CIFAR10_MIRROR", server.url)
         folder = prepare("cifar10", source="download", progress=False)
@@ -211,7 +211,7 @@ def test_cifar10_without_network_names_the_file_to_place(tmp_path, cache, monkey
     assert not (cache / "cifar10").exists()
     # placing the file there (here one whose MD5 the loader expects) is what makes it work
     arrays, md5 = _cifar_archive(placed, seed=2)
-    monkeypatch.setattr(data, "_CIFAR10_MD5", md5)
+    monkeypatch.setattr(data.cifar, "_CIFAR10_MD5", md5)
     assert main(["data", "prepare", "cifar10"]) == 0
     _assert_cifar(arrays)
 
@@ -383,7 +383,7 @@ def test_unlabelled_folder_split_cache_and_errors(tmp_path, cache, monkeypatch, 
         raise AssertionError("decoded again")
     data._FOLDER_MEMO.clear()
     with monkeypatch.context() as m:
-        m.setattr(data, "_decode_image", no_decoding)
+        m.setattr(data.folder, "_decode_image", no_decoding)
         again = load_split(name, "test")
     assert torch.equal(again.images, test.images)
     # a changed file changes the key: converted again, into a new cache file

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import os
 import shutil
@@ -243,9 +242,9 @@ def _parse_labels(text: str | None, n: int, model):
     import torch
     if text is None:
         return None
-    num_classes = getattr(model.config, "num_classes", 0)
-    if not model.conditional:
+    if not model.capabilities.conditional:
         raise GenzooError("--labels needs a class-conditional model; this one is unconditional.")
+    num_classes = model.config.num_classes      # a conditional model's labels are in [0, num_classes)
     try:
         values = [int(v) for v in text.replace(",", " ").split()]
     except ValueError:
@@ -270,11 +269,20 @@ def _parse_options(pairs: list[str] | None) -> dict:
     return out
 
 
+def _sample_options(model, pairs: list[str] | None) -> dict:
+    """--opt KEY=VALUE pairs checked against the model's declared sampling options."""
+    from .models.base import check_sample_options
+    try:
+        return check_sample_options(model, _parse_options(pairs))
+    except GenzooError as e:
+        raise GenzooError(f"--opt: {e}") from None
+
+
 def cmd_sample(args) -> int:
     import torch
     from . import load
-    from .evaluate import check_sample_options, generate
     from .images import save_images
+    from .sampling import sample_batches
 
     if args.n <= 0 or args.n > 100_000:
         raise GenzooError(f"-n must be between 1 and 100000, got {args.n}.")
@@ -282,17 +290,19 @@ def cmd_sample(args) -> int:
     if args.traverse is not None:
         return _traverse(model, args)
     labels = _parse_labels(args.labels, args.n, model)
-    extra = check_sample_options(model, _parse_options(args.opt))
+    extra = _sample_options(model, args.opt)
     if args.truncation is not None:
-        if "truncation" not in inspect.signature(model.sample).parameters:
+        option = model.capabilities.option("truncation")
+        if option is None:
             raise GenzooError(f"--truncation is the GAN truncation trick; {type(model).__name__} has no such option.")
-        if not 0 < args.truncation <= 10:
-            raise GenzooError(f"--truncation must be in (0, 10], got {args.truncation}.")
-        extra["truncation"] = args.truncation
+        try:
+            extra["truncation"] = option.check(args.truncation)
+        except GenzooError:
+            raise GenzooError(f"--truncation must be in {option.range_text()}, got {args.truncation}.") from None
     chunks = []
     try:
-        generate(model, args.n, args.seed, args.batch_size, labels, progress=args.n > args.batch_size,
-                 on_batch=lambda x, _: chunks.append(x), sample_kwargs=extra)
+        sample_batches(model, args.n, args.seed, args.batch_size, labels, progress=args.n > args.batch_size,
+                       on_batch=lambda x, _: chunks.append(x), options=extra)
     except ValueError as e:   # a sampling option's value the model refuses
         raise GenzooError(str(e)) from None
     images = torch.cat(chunks)
@@ -307,7 +317,7 @@ def cmd_sample(args) -> int:
 def _traverse(model, args) -> int:
     import torch
     from .images import save_grid
-    codes = getattr(model, "traversable_codes", ())
+    codes = model.capabilities.traversable_codes
     if not codes:
         raise GenzooError(f"--traverse needs a model with latent codes to traverse (e.g. infogan); "
                           f"{type(model).__name__} has none here.")
@@ -435,7 +445,8 @@ def cmd_edit(args) -> int:
     except ValueError as e:
         raise GenzooError(str(e)) from None
     images = labels = None
-    if not model.conditional and callable(getattr(model, "encode_latents", None)):
+    caps = model.capabilities
+    if not caps.conditional and caps.encode:
         # the attribute vector comes from the first --reference-images test images of each of the two classes
         data = read_config(args.run)["data"]
         test = load_split(data, "test")
@@ -449,7 +460,7 @@ def cmd_edit(args) -> int:
     path = _write_png(out, args.out)
     if args.compare:   # the input, its reconstruction as class A, the edit
         save_grid(torch.cat([x, edit(args.from_label), out]), args.compare, nrow=3, scale=4)
-    how = "encoded as class" if model.conditional else "attribute vector from class"
+    how = "encoded as class" if caps.conditional else "attribute vector from class"
     print(f"wrote {path} ({how} {args.from_label} -> {args.to_label})"
           + (f" and {args.compare}" if args.compare else ""))
     return 0

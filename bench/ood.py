@@ -1,6 +1,7 @@
-"""Benchmark: out-of-distribution detection with a likelihood model. Runs `genzoo ood RUN --in D1 --out D2` (AUROC
-of the raw log-likelihood, of Serra et al. 2020's input-complexity score and of Nalisnick et al. 2019's typicality
-test, in-distribution test images as positives) and writes bench/results/ood-<run name>.json with `ood_auroc`.
+"""Benchmark: out-of-distribution detection with a likelihood model. Runs `genzoo ood RUN --data D1 --ood-data D2`
+(AUROC of the raw log-likelihood, of Serra et al. 2020's input-complexity score and of Nalisnick et al. 2019's
+typicality test, in-distribution test images as positives) and writes bench/results/ood-<run name>.json with
+`ood_auroc`.
 
     python bench/ood.py runs/bench-glow-fashion-mnist --in fashion-mnist --out mnist --n 2000
     python bench/ood.py runs/bench-pixelcnn-mnist --in mnist --out fashion-mnist
@@ -36,10 +37,10 @@ def main() -> None:
     for run in args.runs:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "ood.json"
-            cmd = genzoo_cmd() + ["ood", str(run), "--in", args.in_data, "--out", args.out_data, "--n", str(args.n),
-                                  "--iwae-k", str(args.iwae_k), "--bound-steps", str(args.bound_steps),
-                                  "--batch-size", str(args.batch_size),
-                                  "--report", str(out)]
+            cmd = genzoo_cmd() + ["ood", str(run), "--data", args.in_data, "--ood-data", args.out_data,
+                                  "--n", str(args.n), "--iwae-k", str(args.iwae_k),
+                                  "--bound-steps", str(args.bound_steps), "--batch-size", str(args.batch_size),
+                                  "--out", str(out)]
             print("+", " ".join(cmd), flush=True)
             if subprocess.run(cmd).returncode != 0:
                 failed.append(run)

@@ -1,10 +1,15 @@
 """The command line: listing, sampling, configs, and a clear one-paragraph error for each bad input."""
+import argparse
+import contextlib
+import io
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from genzoo.cli import main
+from genzoo.cli import _in_flags, build_parser, main
 from genzoo.models import MODELS
 from helpers import tiny_args
 
@@ -133,3 +138,127 @@ def test_corrupt_config_is_reported(run, tmp_path, capsys):
 def test_sample_from_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["sample", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
     assert "not a run folder" in _err(capsys)
+
+
+# -- Shared flags: one meaning in every command
+
+# The commands that load a run's model and compute with it, with the arguments each requires besides the run.
+COMPUTING = {"sample": ["--out", "x.png"], "interpolate": ["--seeds", "1,2", "--out", "x.png"],
+             "restore": ["--image", "a.png", "--out", "x.png"],
+             "edit": ["--image", "a.png", "--from-label", "0", "--to-label", "1", "--out", "x.png"],
+             "eval": [], "classify": ["--test"], "augment": ["--n-real", "10"], "ood": ["--ood-data", "mnist"]}
+
+
+def _option(command: str, flag: str):
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return next((a for a in sub.choices[command]._actions if flag in a.option_strings), None)
+
+
+@pytest.mark.parametrize("flag", ["--device", "--ema", "--seed", "--batch-size", "--out", "--n", "--opt",
+                                  "--no-progress", "--iwae-k", "--bound-steps", "--data"])
+def test_a_shared_flag_has_one_meaning_in_every_command(flag):
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    found = {name: _option(name, flag) for name in sub.choices if _option(name, flag) is not None}
+    assert found, flag
+    # one action type and, --out aside (each command says what it writes), help that differs at most in its
+    # default and in what the command's own seed or images are
+    assert len({type(a) for a in found.values()}) == 1, flag
+    if flag in ("--device", "--ema", "--no-progress"):
+        assert len({a.help.split(" (")[0] for a in found.values()}) == 1, (flag, found)
+
+
+@pytest.mark.parametrize("command", sorted(COMPUTING))
+def test_every_computing_command_takes_device_ema_and_refuses_a_bogus_device(command, run, tmp_path, capsys):
+    p = build_parser()
+    args = p.parse_args([command, str(run), *COMPUTING[command], "--device", "cpu", "--no-ema"])
+    assert args.device == "cpu" and args.ema is False
+    assert p.parse_args([command, str(run), *COMPUTING[command]]).ema is True
+    assert main([command, str(run), *COMPUTING[command], "--device", "bogus"]) == 2
+    assert "--device: unknown device 'bogus'; use cpu, cuda or cuda:N." in _err(capsys)
+
+
+def test_commands_run_on_the_device_they_are_given(run, tmp_path, capsys):
+    assert main(["sample", str(run), "-n", "4", "--device", "cpu", "--out", str(tmp_path / "a.npz")]) == 0
+    assert main(["interpolate", str(run), "--seeds", "1,2", "-n", "3", "--device", "cpu",
+                 "--out", str(tmp_path / "i.png")]) == 0
+    assert main(["eval", str(run), "--metrics", "nll", "--iwae-k", "2", "--device", "cpu", "--no-progress",
+                 "--out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["metrics"]
+
+
+def test_ema_and_no_ema_choose_the_weights(run, tmp_path):
+    import torch
+    from genzoo.cli import _load
+    p = build_parser()
+    ema = _load(p.parse_args(["sample", str(run), "--out", "x.png", "--ema"]))
+    raw = _load(p.parse_args(["sample", str(run), "--out", "x.png", "--no-ema"]))
+    default = _load(p.parse_args(["sample", str(run), "--out", "x.png"]))
+    ema_w, raw_w, default_w = (torch.cat([t.flatten() for t in m.state_dict().values()]) for m in (ema, raw, default))
+    assert torch.equal(ema_w, default_w) and not torch.equal(ema_w, raw_w)
+
+
+@pytest.fixture(scope="module")
+def inverted(tmp_path_factory):
+    # 20 inverted digits test images, one subfolder per class: an 8x8 out-of-distribution folder data set
+    from PIL import Image
+    from genzoo.data import load_split
+    folder = tmp_path_factory.mktemp("inverted")
+    test = load_split("digits", "test")
+    for i, (img, y) in enumerate(zip(test.images[:20], test.labels[:20])):
+        (folder / str(int(y))).mkdir(exist_ok=True)
+        Image.fromarray(255 - img[0].numpy()).save(folder / str(int(y)) / f"{i}.png")
+    return f"folder[size=8,channels=1]:{folder}"
+
+
+def test_ood_writes_its_result_to_out_and_names_its_data_sets_with_data_flags(run, inverted, tmp_path, capsys,
+                                                                             monkeypatch):
+    monkeypatch.setenv("GENZOO_DATA", str(tmp_path / "data"))
+    out = tmp_path / "res" / "ood.json"
+    assert main(["ood", str(run), "--data", "digits", "--ood-data", inverted, "-n", "10", "--iwae-k", "2",
+                 "--no-ema", "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["in_dataset"] == "digits" and res["checkpoint"] == "raw" and res["device"] == "cpu"
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_ood_out_is_a_json_file_not_the_data_set(run, capsys):
+    # the old spelling, `--out D2` naming the data set, is refused with the flag that names it now
+    assert main(["ood", str(run), "--ood-data", "mnist", "--out", "fashion-mnist"]) == 2
+    err = _err(capsys)
+    assert "--out is the result's .json file, got fashion-mnist" in err and "--ood-data" in err
+
+
+@pytest.mark.parametrize("message,flags,want", [
+    ("n must be between 2 and 5000, got 1.", {"n": "--n"}, "--n must be between 2 and 5000, got 1."),
+    ("noise_std (--noise-std) is the denoise task's; inpaint takes none.", {"noise_std": "--noise-std"},
+     "--noise-std is the denoise task's; inpaint takes none."),
+    ("the run has 3 images; k must be at most 2.", {"k": "--iwae-k"},
+     "the run has 3 images; --iwae-k must be at most 2."),
+    ("config.json has keys this genzoo does not know: n.", {"config": "--config", "n": "--n"},
+     "config.json has keys this genzoo does not know: n."),
+    ("sample_options: steps must be an integer in [1, 10].", {"sample_options": "--opt"},
+     "--opt: steps must be an integer in [1, 10]."),
+    ("--n must be between 64 and 1000000, got 3.", {"n": "--n"}, "--n must be between 64 and 1000000, got 3."),
+])
+def test_library_errors_are_put_in_the_flags_words(message, flags, want):
+    assert _in_flags(message, flags) == want
+
+
+def test_every_documented_command_line_parses():
+    # every `genzoo ...` line of a bash block in README.md and docs/ (renamed flags would break them)
+    root = Path(__file__).resolve().parent.parent
+    parser, bad, seen = build_parser(), [], 0
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        fence = None
+        for line in path.read_text().replace("\\\n", " ").splitlines():
+            s = line.strip()
+            if s.startswith("```"):
+                fence = None if fence is not None else s[3:]
+            elif fence in ("bash", "sh", "") and s.startswith("genzoo "):
+                seen += 1
+                try:
+                    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                        parser.parse_args(shlex.split(s, comments=True)[1:])
+                except SystemExit:
+                    bad.append(f"{path.name}: {s}")
+    assert seen > 40 and not bad, bad

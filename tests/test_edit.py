@@ -85,7 +85,7 @@ def test_interpolate_command_writes_a_framed_strip_and_a_gif(vae_run, tmp_path, 
         Image.fromarray(np.full((40, 30, 3), v, np.uint8)).save(tmp_path / f"{i}.png")   # RGB, not square
     out = tmp_path / "strip.png"
     assert main(["interpolate", str(vae_run), "--from", str(tmp_path / "0.png"), "--to", str(tmp_path / "1.png"),
-                 "--steps", "5", "--out", str(out)]) == 0
+                 "-n", "5", "--out", str(out)]) == 0
     strip = Image.open(out)
     assert strip.width == 3 * (7 * (8 + 2) + 2)           # 5 steps framed by the 2 inputs, scale 3
     model = load(vae_run)
@@ -108,7 +108,7 @@ def test_interpolate_command_writes_a_framed_strip_and_a_gif(vae_run, tmp_path, 
     (["--seeds", "1,2", "--from", "a.png", "--to", "b.png"], "two images"),
     (["--from", "a.png"], "come together"),
     (["--from", "nope.png", "--to", "nope.png"], "does not exist"),
-    (["--seeds", "1,2", "--steps", "1"], "steps must be between"),
+    (["--seeds", "1,2", "-n", "1"], "--n must be between"),
 ])
 def test_interpolate_command_errors(vae_run, tmp_path, capsys, args, message):
     assert main(["interpolate", str(vae_run), *args, "--out", str(tmp_path / "x.png")]) == 2

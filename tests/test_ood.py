@@ -138,8 +138,8 @@ def test_ood_command_against_inverted_digits(run, tmp_path, capsys, monkeypatch)
     monkeypatch.setenv("GENZOO_DATA", str(tmp_path / "data"))        # the folder's cache stays in the test
     out_name = _inverted_digits(tmp_path / "inverted")
     report = tmp_path / "ood.json"
-    assert main(["ood", str(run), "--in", "digits", "--out", out_name, "--n", "60", "--iwae-k", "4",
-                 "--report", str(report), "--no-progress"]) == 0
+    assert main(["ood", str(run), "--data", "digits", "--ood-data", out_name, "--n", "60", "--iwae-k", "4",
+                 "--out", str(report), "--no-progress"]) == 0
     res = json.loads(report.read_text())
     m = res["metrics"]
     # 10% of the 100 inverted images are the folder's test split
@@ -162,11 +162,11 @@ def test_ood_errors_are_one_clear_line(run, tmp_path, capsys, monkeypatch):
         (big / str(c)).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(np.full((16, 16), 40 * i, dtype=np.uint8)).save(big / str(c) / f"{i}.png")
-    cases = [(["--in", "mnist", "--out", "digits"], "trained on digits"),
-             (["--out", "digits"], "another data set than --in"),
-             (["--out", "no-such-set"], "Unknown data set"),
-             (["--out", f"folder[size=16,channels=1]:{big}"], "need one shape for both sets"),
-             (["--out", f"folder[size=8,channels=1]:{big}", "--n", "1"], "n must be between 2")]
+    cases = [(["--data", "mnist", "--ood-data", "digits"], "trained on digits"),
+             (["--ood-data", "digits"], "another data set than --data"),
+             (["--ood-data", "no-such-set"], "Unknown data set"),
+             (["--ood-data", f"folder[size=16,channels=1]:{big}"], "need one shape for both sets"),
+             (["--ood-data", f"folder[size=8,channels=1]:{big}", "--n", "1"], "--n must be between 2")]
     for argv, reason in cases:
         assert main(["ood", str(run), *argv, "--no-progress"]) == 2, argv
         err = capsys.readouterr().err

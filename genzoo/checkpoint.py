@@ -55,6 +55,8 @@ def read_config(run_dir: str | Path) -> dict:
     for key in ("model_name", "model", "train", "data"):
         if key not in config:
             raise GenzooError(f"{path} lacks the key {key!r}; it was not written by genzoo train.")
+    from .data import remember_run    # a run on in-memory images keeps them beside its config (data/memory.py)
+    remember_run(config["data"], run_dir)
     return config
 
 

@@ -22,12 +22,15 @@ Sources:
   patches        32x32 patches of scikit-learn's two sample photographs, split by photo region.
   folder:PATH    any folder of PNG/JPEG/WebP images (see ``folder_name``), converted on first use
                  and cached under <root>/folders/ keyed by the file list, sizes and mtimes.
+  memory:HASH    images handed to ``genzoo.train`` as tensors or a Dataset (memory.py), kept in the
+                 folder of each run trained on them (data.npz).
 
 Plug-ins add a named set with ``register_dataset(DatasetInfo(...))``.
 
 The package's modules: registry.py (the registry, ``ImageData``, ``DatasetInfo``,
 ``BuildContext``), loading.py (``prepare``, ``load_split`` and the names runs record), one module
-per source (mnist.py for MNIST and Fashion-MNIST, digits.py, patches.py, cifar.py, folder.py),
+per source (mnist.py for MNIST and Fashion-MNIST, digits.py, patches.py, cifar.py, folder.py,
+memory.py),
 download.py (downloads, checksums, atomic writes) and safe_pickle.py (the restricted unpickler).
 Import every public name from ``genzoo.data`` itself; the built-in sets are registered here.
 """
@@ -41,6 +44,8 @@ from .folder import (_FOLDER_MEMO, _FOLDER_WARNED, FOLDER_CHANNELS, FOLDER_IMAGE
                      folder_name, parse_folder_name)
 from .loading import (SUBSET_SEED, balanced_subset, cache_tag, check_name, data_root, dataset_info,
                       load_split, prepare, short_name)
+from .memory import (DATA_FILE, MEMORY_PREFIX, is_memory_name, name_for, record_in_run, register_arrays,
+                     remember_run)
 from .mnist import (_MNIST_MEMBER_SHA256, _MNIST_WHEEL_SHA256, _fashion_mnist, _idx_from_mirrors,
                     _mnist, _mnist_from_package, _parse_idx, _read_maybe_gzip)
 from .patches import _patches
@@ -54,6 +59,8 @@ __all__ = [
     "balanced_subset", "check_name", "cache_tag", "short_name", "CIFAR10_ARCHIVE", "FOLDER_PREFIX",
     "IMAGE_SUFFIXES", "FOLDER_IMAGE_SIZE", "FOLDER_CHANNELS", "FOLDER_TEST_PERCENT",
     "FOLDER_SPLIT_SEED", "FolderSpec", "parse_folder_name", "folder_name",
+    "MEMORY_PREFIX", "DATA_FILE", "is_memory_name", "name_for", "register_arrays", "record_in_run",
+    "remember_run",
 ]
 # also read from here (by tests): the pinned checksums and the parsers and fetchers they exercise
 _REEXPORTED = (_CIFAR10_CLASSES, _CIFAR10_MD5, _FOLDER_MEMO, _FOLDER_WARNED, _MNIST_MEMBER_SHA256,

@@ -19,6 +19,7 @@ from genzoo.errors import GenzooError
 
 from .download import _save_npz_atomic
 from .folder import _folder_arrays, _folder_key, _scan_folder, parse_folder_name
+from .memory import MEMORY_PREFIX, is_memory_name, memory_info, memory_split
 from .registry import (FOLDER_PREFIX, SPLITS, _REGISTRY, BuildContext, DatasetInfo, ImageData,
                        _check_arrays, _checked, _info, _Splits)
 
@@ -26,6 +27,8 @@ from .registry import (FOLDER_PREFIX, SPLITS, _REGISTRY, BuildContext, DatasetIn
 def dataset_info(name: str) -> DatasetInfo:
     """The registered data set ``name``; for ``folder:PATH``, that folder's shape and classes
     (its files are listed, not decoded). Raises GenzooError for an unknown name or a bad folder."""
+    if is_memory_name(name):
+        return memory_info(name)
     spec = parse_folder_name(name)
     if spec is None:
         return _info(name)
@@ -109,6 +112,8 @@ def load_split(name: str, split: str = "train", *, root: Path | None = None,
     """
     if split not in SPLITS:
         raise GenzooError(f"Unknown split {split!r}; valid splits are {', '.join(SPLITS)}.")
+    if is_memory_name(name):
+        return memory_split(name, split)
     root = Path(root) if root is not None else data_root()
     spec = parse_folder_name(name)
     if spec is not None:
@@ -171,7 +176,10 @@ def balanced_subset(labels: torch.Tensor, n: int, num_classes: int, seed: int = 
 
 def check_name(name: str) -> str:
     """``name`` as runs record it: a registered name unchanged, a folder in its canonical form
-    (``folder_name``). Raises GenzooError listing the valid names for anything else."""
+    (``folder_name``), an in-memory set's ``memory:HASH`` unchanged. Raises GenzooError listing the valid
+    names for anything else."""
+    if is_memory_name(name):
+        return name
     spec = parse_folder_name(name)
     if spec is not None:
         return spec.name
@@ -181,7 +189,9 @@ def check_name(name: str) -> str:
 def cache_tag(name: str) -> str:
     """A file-name-safe tag for caches derived from data set ``name`` (feature statistics): the
     name itself, or for a folder ``folder-`` and a hash of its file list, sizes, mtimes and
-    options, so that a changed folder gets new statistics."""
+    options, so that a changed folder gets new statistics; ``memory-HASH`` for in-memory images."""
+    if is_memory_name(name):
+        return name.replace(":", "-")
     spec = parse_folder_name(name)
     if spec is None:
         return _info(name).name
@@ -190,7 +200,9 @@ def cache_tag(name: str) -> str:
 
 
 def short_name(name: str) -> str:
-    """A short file-name-safe label: the registered name, or ``folder-<folder's name>``."""
+    """A short file-name-safe label: the registered name, ``folder-<folder's name>``, or ``memory-HASH8``."""
+    if is_memory_name(name):
+        return f"{MEMORY_PREFIX}-{name.partition(':')[2][:8]}"
     spec = parse_folder_name(name)
     if spec is None:
         return name

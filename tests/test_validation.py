@@ -15,7 +15,7 @@ from genzoo.config import TrainConfig
 from genzoo.data import ImageData, load_split
 from genzoo.errors import GenzooError
 from genzoo.models import register_model
-from genzoo.models.base import GenerativeModel
+from genzoo.models.base import Capabilities, GenerativeModel, Likelihood
 from helpers import register_test_models, tiny_args
 
 register_test_models()      # test-ae: a tiny noise-free autoencoder, fast enough for the scripted-metric runs
@@ -45,7 +45,7 @@ def _scripted(monkeypatch, values):
     def metric(model, val):
         calls.append(val.key)
         return values[len(calls) - 1]
-    monkeypatch.setattr(genzoo.train, "validation_metric", metric)
+    monkeypatch.setattr(genzoo.train.monitors, "validation_metric", metric)
     return calls
 
 
@@ -86,8 +86,8 @@ class Recorder(GenerativeModel):
         self.w = torch.nn.Parameter(torch.zeros(()))
 
     @property
-    def has_likelihood(self):
-        return True
+    def capabilities(self):      # a bound that is not an ELBO: validation scores the model's own loss
+        return Capabilities(Likelihood("bound", "vlb"))
 
     def loss(self, batch, phase="model"):
         k = (batch["x"][:, 0, 0, :2] * 255).round().long()                 # (B, 2)
@@ -111,7 +111,7 @@ def test_validation_images_never_enter_a_training_batch(tmp_path, monkeypatch):
         splits.append(split)
         return ImageData(images=images.clone(), labels=torch.zeros(n, dtype=torch.long), num_classes=0,
                          name=name, split=split)
-    monkeypatch.setattr(genzoo.train, "load_split", fake_split)
+    monkeypatch.setattr(genzoo.train.state, "load_split", fake_split)
     register_model("test-recorder", Recorder, description="records the indices it trains and validates on")
     SEEN["train"].clear(), SEEN["eval"].clear()
     cfg = TrainConfig(steps=12, batch_size=100, val_every_steps=4, coverage_every_steps=0, final_eval=False,

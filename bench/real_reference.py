@@ -20,7 +20,7 @@ from common import write_result  # noqa: E402
 from genzoo import metrics  # noqa: E402
 from genzoo.classifier import load_frozen, predict  # noqa: E402
 from genzoo.data import load_split  # noqa: E402
-from genzoo.evaluate import REF_TRAIN_SUBSET, classifier_hash, real_features  # noqa: E402
+from genzoo.reference import REF_TRAIN_SUBSET, classifier_hash, real_features  # noqa: E402
 
 
 def main(names: list[str], n: int | None = None) -> None:

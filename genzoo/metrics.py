@@ -266,7 +266,7 @@ def inception_fid(images_a, images_b=None, *, weights, dataset: str | None = Non
     if images_b is not None:
         b = inception_features(net, images_b, batch_size)
     else:
-        from .evaluate import real_inception_features
+        from .reference import real_inception_features
         b = real_inception_features(net, record["sha256"], dataset, split)
     return fid(a, b)
 
@@ -335,7 +335,7 @@ _FROZEN: dict = {}
 
 
 def _real_split(dataset: str, split: str) -> torch.Tensor:
-    from .evaluate import real_features
+    from .reference import real_features
     return real_features(_frozen(dataset), dataset, split)
 
 

@@ -13,8 +13,9 @@ from genzoo import evaluate, metrics
 from genzoo.classifier import RecipeConfig, load_frozen, predict
 from genzoo.cli import main
 from genzoo.data import load_split
+from genzoo.likelihood import bits_per_dim
 from genzoo.models import register_model
-from genzoo.models.base import GenerativeModel
+from genzoo.models.base import Capabilities, GenerativeModel, Likelihood
 from helpers import tiny_args
 
 
@@ -96,9 +97,9 @@ def test_sampling_options_reach_every_sample_and_are_recorded(runs, capsys):
     assert ra["metrics"] == rb["metrics"] and ra["metrics"]["fid"] != rc["metrics"]["fid"]
     capsys.readouterr()
     assert _eval(runs / "dcgan", "--metrics", "fid", "--opt", "steps=10") == 2
-    assert "no option 'steps'" in capsys.readouterr().err
-    assert _eval(runs / "dcgan", "--metrics", "fid", "--opt", "truncation=-1") == 2     # a value the model refuses
-    assert "truncation must be positive" in capsys.readouterr().err
+    assert "no sampling option 'steps'" in capsys.readouterr().err
+    assert _eval(runs / "dcgan", "--metrics", "fid", "--opt", "truncation=-1") == 2     # out of the declared range
+    assert "truncation must be a number in (0, 10]" in capsys.readouterr().err
 
 
 def test_unknown_metric_is_an_error(runs, capsys):
@@ -144,6 +145,7 @@ class _Uniform(GenerativeModel):
     """Density 1 on [0, 1]^D: every 8-bit image has probability 256^-D, i.e. exactly 8 bits/dim."""
 
     Config = _UniformConfig
+    capabilities = Capabilities(Likelihood("exact", "exact"))
 
     def __init__(self, config):
         super().__init__(config)
@@ -163,7 +165,7 @@ def test_bits_per_dim_of_a_closed_form_density():
     model = _Uniform(_UniformConfig())
     assert evaluate.likelihood(model, "digits", "test", 1, 0, False)["bpd"] == pytest.approx(8.0, abs=1e-12)
     # and the conversion itself: NLL of D nats per image adds 1/ln 2 bits to every dimension
-    assert evaluate.bits_per_dim(64.0, 64) == pytest.approx(8 + 1 / math.log(2))
+    assert bits_per_dim(64.0, 64) == pytest.approx(8 + 1 / math.log(2))
 
 
 class _Oracle(GenerativeModel):

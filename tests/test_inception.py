@@ -22,10 +22,11 @@ from safetensors.torch import save_file
 
 import genzoo
 from genzoo import checkpoint as ckpt
-from genzoo import evaluate, inception, metrics
+from genzoo import evaluate, inception, metrics, reference
 from genzoo.cli import EVAL_HELP, main
 from genzoo.errors import GenzooError
 from genzoo.inception import InceptionV3, expected_layout, load_inception
+from genzoo.sampling import sample
 from helpers import AEConfig, DeterministicAE, register_test_models
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,8 +308,8 @@ def test_eval_refuses_bad_weights_before_sampling(run, weights, tmp_path, capsys
 
 
 def test_eval_computes_inception_fid_with_trusted_weights(run, weights, tmp_path, monkeypatch, capsys, small_input):
-    monkeypatch.setattr(evaluate, "data_root", lambda: tmp_path)       # keep the feature cache in tmp
-    monkeypatch.setattr(evaluate, "REF_TRAIN_SUBSET", 200)             # digits has 1,497 train images
+    monkeypatch.setattr(reference, "data_root", lambda: tmp_path)      # keep the feature cache in tmp
+    monkeypatch.setattr(reference, "REF_TRAIN_SUBSET", 200)            # digits has 1,497 train images
     spy = _FidSpy(metrics.fid)
     monkeypatch.setattr(metrics, "fid", spy)
     out = tmp_path / "i.json"
@@ -331,14 +332,13 @@ def test_eval_computes_inception_fid_with_trusted_weights(run, weights, tmp_path
     # and inception_fid_ref 200 train images with the same test images (the calls after the classifier's two)
     (fake, real), (ref, real_again) = spy.calls[2:]
     net, _ = load_inception(weights["fid"], trust=True)
-    chunks = []
-    evaluate.generate(genzoo.load(run), 20, seed=0, progress=False, on_batch=lambda x, _: chunks.append(x))
-    assert torch.allclose(fake, inception.inception_features(net, torch.cat(chunks)), atol=1e-5)
+    samples = sample(genzoo.load(run), 20, seed=0)
+    assert torch.allclose(fake, inception.inception_features(net, samples), atol=1e-5)
     test_images = evaluate.load_split("digits", "test").images
     assert torch.allclose(real, inception.inception_features(net, test_images), atol=1e-5)
     assert torch.equal(real_again, real) and ref.shape == (200, 2048)
     # the real features now come from the cache, for the Python API as for the next eval
-    cached = evaluate.real_inception_features(net, res["inception_network"]["sha256"], "digits", "test")
+    cached = reference.real_inception_features(net, res["inception_network"]["sha256"], "digits", "test")
     assert torch.equal(cached, real)
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from genzoo.classifier import load_frozen
 from genzoo.cli import main
-from genzoo.evaluate import real_features
+from genzoo.reference import real_features
 from genzoo.report import copy_test, memorisation_fraction, nearest_neighbours, nearest_other_distance
 from helpers import tiny_args
 

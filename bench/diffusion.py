@@ -101,13 +101,13 @@ def test_bound(model, data: str, n: int, batch_size: int) -> tuple[float, int, f
     """The variational bound in bits/dim on the first n test images (seed-0 dequantization; a conditional model
     scores log p(x | y) with each image's own label): (bits/dim, images, wall seconds)."""
     from genzoo.data import load_split
-    from genzoo.likelihood import bits_per_dim, mean_bound
+    from genzoo.likelihood import score_split
     test = load_split(data, "test")
     images = test.images[:n]
-    labels = test.labels[:n] if model.conditional else None
+    labels = test.labels[:n] if model.capabilities.conditional else None
     t0 = time.perf_counter()
-    nll = -mean_bound(model, images, "exact", batch_size=batch_size, seed=0, progress=False, labels=labels)
-    bpd, wall = bits_per_dim(nll, images[0].numel()), time.perf_counter() - t0
+    bpd = score_split(model, images, labels, estimator="vlb", batch_size=batch_size, seed=0, progress=False)["bpd"]
+    wall = time.perf_counter() - t0
     print(f"bound: {bpd:.4f} bits/dim on {len(images)} test images ({wall:.0f} s)", flush=True)
     return bpd, len(images), wall
 

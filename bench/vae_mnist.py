@@ -14,14 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, genzoo_cmd, run, write_result  # noqa: E402
 
 import genzoo  # noqa: E402
 from genzoo.data import load_split  # noqa: E402
-from genzoo.likelihood import mean_bound  # noqa: E402
+from genzoo.likelihood import score_split  # noqa: E402
 
 
 def main() -> None:
@@ -41,8 +39,8 @@ def main() -> None:
     model = genzoo.load(args.run)           # EMA weights
     test = load_split("mnist", "test")
     t0 = time.perf_counter()
-    elbo = -mean_bound(model, test.images, "elbo", seed=0)
-    iwae = -mean_bound(model, test.images, "iwae", k=args.k, batch_size=20, seed=0)
+    elbo = score_split(model, test.images, estimator="elbo", seed=0)["elbo_nats"]
+    iwae = score_split(model, test.images, estimator="iwae", k=args.k, batch_size=20, seed=0)["nll_nats"]
     eval_s = time.perf_counter() - t0
 
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,9 @@ import math
 import torch
 from tqdm import tqdm
 
+from .errors import GenzooError
+from .models.base import require
+
 
 def binarize_fixed(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float {0, 1}, one Bernoulli draw with p = k/255 from a seeded generator."""
@@ -48,6 +51,42 @@ def full_fp32():
 def bits_per_dim(nll_nats: float, dims: int) -> float:
     """bpd of 8-bit data from the NLL (nats per image) of a density over [0, 1]^D (docs/metrics.md)."""
     return (nll_nats / dims + math.log(256)) / math.log(2)
+
+
+def estimator_of(model, *, k: int | None = None, steps: int | None = None,
+                 purpose: str = "scoring a likelihood") -> tuple[str, dict]:
+    """How ``model.log_prob`` gives log p(x), read from its declared Likelihood, with the caller's cost:
+    ("exact", {}), ("iwae", {"k": k}) or ("vlb", {"steps": steps}) (a knob left None takes the model's default;
+    {} where that is its full bound). A GenzooError gives the reason when there is none (``purpose`` says what
+    wanted it), when the bound's cost cannot be chosen, or when the cost is out of the declared range. The one
+    place the applications (classify, ood) turn a declaration and a user's k or steps into log_prob's keywords."""
+    require(model, "likelihood", purpose)
+    declared = model.capabilities.likelihood
+    if declared.kind == "exact":
+        return declared.estimator, {}
+    if not declared.knob:
+        raise GenzooError(f"{purpose} is not possible with this {type(model).__name__}: its bound has no chosen cost "
+                          "(no k or steps keyword), and its one bound costs the model's full bound for every image.")
+    value = {"k": k, "steps": steps}.get(declared.knob)
+    value = declared.knob_default if value is None else value
+    if value is None:
+        return declared.estimator, {}
+    top = declared.knob_max
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (top and value > top):
+        what = "the IWAE k" if declared.estimator == "iwae" else f"the bound's {declared.knob}"
+        raise GenzooError(f"{what} must be an integer between 1 and {top or 'inf'}, got {value!r}.")
+    return declared.estimator, {declared.knob: int(value)}
+
+
+def describe(estimator_name: str, cost: dict, target: str = "log p(x)") -> str:
+    """An estimator of ``target`` in words, as results state it (docs/metrics.md)."""
+    if estimator_name == "exact":
+        return f"exact {target}"
+    if estimator_name == "iwae":
+        return f"IWAE bound on {target}, k = {cost['k']}"
+    if "steps" in cost:
+        return f"variational bound on {target}, {cost['steps']} timesteps (stratified estimate)"
+    return f"variational bound on {target}, all timesteps"
 
 
 def is_binarized(model) -> bool:

@@ -88,7 +88,7 @@ def test_conditional_diffusion_uses_its_bound_from_K_steps_with_the_same_draws_f
     with torch.no_grad():                                          # not the zero-initialised output layer
         for p in model.parameters():
             p.normal_(0, 0.1)
-    assert likelihood_estimator(model, steps=3) == ("bound", {"steps": 3})
+    assert likelihood_estimator(model, steps=3) == ("vlb", {"steps": 3})
     x = _images(4)
     xp = dequantize_fixed(x, 2)
     g = lambda: torch.Generator().manual_seed(2 * 1_000_003 + 1)       # noqa: E731  (the documented seeding)

@@ -2,15 +2,17 @@
 
     p(y|x) = p(x|y) p(y) / sum_y' p(x|y') p(y'),   prediction argmax_y log p(x|y) + log p(y)
 
-log p(x|y) is asked of the model's capabilities, never of its class name:
-  - ``exact_likelihood`` (conditional flows and autoregressive models): ``log_prob(x, labels)`` is exact;
-  - a ``log_prob`` that takes ``k`` (a conditional VAE): the IWAE bound with k importance samples (Burda et al.
-    2016), the same noise for every class (common random numbers) so that the differences between classes
-    carry no extra sampling noise;
-  - a ``log_prob`` that takes ``steps`` (conditional diffusion): its variational bound estimated from ``steps``
-    of the T timesteps (stratified; the same steps and noise for every class), since the full bound costs T
-    network passes per image and class;
-  - any other likelihood is refused with the reason, as is a model without a likelihood or without classes.
+log p(x|y) comes from the model's declared likelihood (``capabilities.likelihood``, read by
+genzoo.likelihood.estimator_of), never from its class name:
+  - exact (conditional flows and autoregressive models): ``log_prob(x, labels)`` is exact;
+  - the IWAE bound with its cost knob k (a conditional VAE): k importance samples (Burda et al. 2016), the same
+    noise for every class (common random numbers) so that the differences between classes carry no extra
+    sampling noise;
+  - the variational bound with its cost knob steps (conditional diffusion): estimated from ``steps`` of the T
+    timesteps (stratified; the same steps and noise for every class), since the full bound costs T network
+    passes per image and class;
+  - a bound whose cost cannot be chosen is refused with the reason, as is a model without a likelihood or
+    without classes.
 The prior p(y) is uniform unless class frequencies are given (``class_frequencies``: those of the train split).
 
 Wherever a model is taken, a list of models trained on the same data may stand for their equal-weight mixture,
@@ -30,7 +32,6 @@ rarely crosses the threshold.
 """
 from __future__ import annotations
 
-import inspect
 import math
 import time
 
@@ -38,10 +39,11 @@ import torch
 from tqdm import tqdm
 
 from ..errors import GenzooError
-from ..likelihood import binarize_fixed, dequantize_fixed, full_fp32, is_binarized
+from ..likelihood import binarize_fixed, dequantize_fixed, estimator_of, full_fp32, is_binarized
+from ..likelihood import describe as describe_estimator
+from ..models.base import require
 from . import BINARIZE, DEFAULT_BOUND_STEPS
 
-MAX_IWAE_K = 100_000
 MAX_DRAWS = 1000
 
 
@@ -64,9 +66,10 @@ def members(model) -> list:
 
 
 def likelihood_estimator(model, k: int = 100, steps: int = DEFAULT_BOUND_STEPS) -> tuple[str, dict]:
-    """("exact", {}), ("iwae", {"k": k}) or ("bound", {"steps": steps}): how ``log_prob`` gives log p(x|y) for
-    this model (or every member of a mixture); a GenzooError with the reason when it cannot (unconditional, no
-    likelihood, a bound too expensive to take per class, or mixture members that estimate it differently)."""
+    """("exact", {}), ("iwae", {"k": k}) or ("vlb", {"steps": steps}): how ``log_prob`` gives log p(x|y) for
+    this model (or every member of a mixture), from its declaration; a GenzooError with the reason when it cannot
+    (unconditional, no likelihood, a bound whose cost cannot be chosen, a cost out of range, or mixture members
+    that estimate it differently)."""
     if isinstance(model, (list, tuple)):
         found = [likelihood_estimator(m, k, steps) for m in members(model)]
         if any(f[0] != found[0][0] for f in found):
@@ -74,41 +77,13 @@ def likelihood_estimator(model, k: int = 100, steps: int = DEFAULT_BOUND_STEPS) 
             raise GenzooError(f"the mixture's models estimate log p(x|y) differently ({kinds}): mix models of one "
                               "kind.")
         return found[0]
-    name = type(model).__name__
-    if not getattr(model, "conditional", False):
-        raise GenzooError(f"a Bayes classifier needs log p(x|y) from a class-conditional model; this {name} is "
-                          "unconditional.")
-    if not model.has_likelihood:
-        raise GenzooError(f"a Bayes classifier needs a likelihood; this {name} defines none "
-                          f"({model.no_likelihood_reason}).")
-    if getattr(model, "exact_likelihood", False):
-        return "exact", {}
-    if "k" in inspect.signature(model.log_prob).parameters:
-        if not 1 <= k <= MAX_IWAE_K:
-            raise GenzooError(f"the IWAE k must be between 1 and {MAX_IWAE_K}, got {k}.")
-        return "iwae", {"k": int(k)}
-    if "steps" in inspect.signature(model.log_prob).parameters:
-        return "bound", {"steps": check_bound_steps(model, steps)}
-    raise GenzooError(f"{name}.log_prob is neither exact (exact_likelihood) nor a bound with a chosen cost (a k "
-                      "or steps keyword): its one bound costs the model's full bound for every image and every "
-                      "class, so genzoo does not classify with it.")
+    require(model, "conditional", "a Bayes classifier over log p(x|y)")
+    return estimator_of(model, k=k, steps=steps, purpose="a Bayes classifier")
 
 
-def check_bound_steps(model, steps) -> int:
-    """``steps`` as the timestep count of a diffusion bound estimate, 1 <= steps <= T, or a GenzooError."""
-    top = getattr(model.config, "timesteps", None)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1 or (top and steps > top):
-        raise GenzooError(f"the bound's steps must be an integer between 1 and {top or 'T'}, got {steps!r}.")
-    return int(steps)
-
-
-def describe(estimator: str, kw: dict) -> str:
+def describe(estimator_name: str, kw: dict) -> str:
     """The estimator of log p(x|y) in words, as results state it (docs/metrics.md)."""
-    if estimator == "exact":
-        return "exact log p(x|y)"
-    if estimator == "iwae":
-        return f"IWAE bound on log p(x|y), k = {kw['k']}"
-    return f"variational bound on log p(x|y), {kw['steps']} timesteps (stratified estimate)"
+    return describe_estimator(estimator_name, kw, "log p(x|y)")
 
 
 def _check_binarize(model, binarize: str) -> None:
@@ -210,7 +185,7 @@ def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = 
         each = torch.stack([class_log_likelihoods(m, xp, k=k, steps=steps, seed=seed, batch_size=batch_size,
                                                   prepared=True, progress=progress) for m in members(model)])
         return each.logsumexp(0) - math.log(len(each))                    # log (1/M) sum_m p_m(x|y)
-    takes_generator = "generator" in inspect.signature(model.log_prob).parameters
+    stochastic = model.capabilities.likelihood.stochastic
     num_classes = model.config.num_classes
     out = torch.empty(len(xp), num_classes, dtype=torch.float64)
     for start in tqdm(range(0, len(xp), batch_size), desc=f"log p(x|y), {estimator}", disable=not progress,
@@ -218,7 +193,7 @@ def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = 
         xb = xp[start:start + batch_size].to(model.device)
         for c in range(num_classes):
             extra = dict(kw)
-            if takes_generator:      # the same draws for every class of this batch (common random numbers)
+            if stochastic:           # the same draws for every class of this batch (common random numbers)
                 extra["generator"] = torch.Generator(model.device).manual_seed(seed * 1_000_003 + 1 + start)
             labels = torch.full((len(xb),), c, dtype=torch.long, device=model.device)
             out[start:start + len(xb), c] = model.log_prob(xb, labels=labels, **extra).double().cpu()

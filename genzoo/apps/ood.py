@@ -19,15 +19,15 @@ images (positives) and out-of-distribution ones (negatives).
                   distance from the typical set's log-likelihood, which flags inputs that are too likely as well
                   as too unlikely. The mean is over a seeded sample of training images.
 
-Likelihoods come from the model's capabilities: exact (flows, autoregressive models), the IWAE bound with k
-(VAEs), or a diffusion model's variational bound estimated from ``steps`` of its T timesteps (stratified, see
-Diffusion.log_prob); a bound with no chosen cost is refused with the reason. Both data sets are scored the same
+Likelihoods come from the model's declared likelihood (genzoo.likelihood.estimator_of, shared with the Bayes
+classifier): exact (flows, autoregressive models), the IWAE bound with k (VAEs), or a diffusion model's variational
+bound estimated from ``steps`` of its T timesteps (stratified, see Diffusion.log_prob); a bound with no chosen cost
+is refused with the reason. Both data sets are scored the same
 way for one model (genzoo/likelihood.py): a binarized model sees seed-0 binarized images, any other the seed-0
 dequantized ones; the compressor sees exactly those (bilevel PNG for binary images, 8-bit PNG otherwise).
 """
 from __future__ import annotations
 
-import inspect
 import io
 import math
 import time
@@ -38,10 +38,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import GenzooError
-from ..likelihood import full_fp32, is_binarized
+from ..likelihood import describe, estimator_of, full_fp32, is_binarized
 from . import DEFAULT_BOUND_STEPS
-from .classify import (MAX_IWAE_K, check_bound_steps, class_log_likelihoods, likelihood_estimator, log_prior,
-                       model_inputs)
+from .classify import class_log_likelihoods, log_prior, model_inputs
 
 SCORES = ("log_likelihood", "complexity", "typicality")
 MAX_N = 100_000
@@ -66,25 +65,6 @@ def auroc(scores_in, scores_out) -> float:
     return (u / (len(a) * len(b))).item()
 
 
-def _check_model(model, steps: int = DEFAULT_BOUND_STEPS) -> tuple[str, dict]:
-    """How log p(x) is estimated ("exact", "iwae" or "bound" with steps), or a GenzooError with the reason."""
-    name = type(model).__name__
-    if not model.has_likelihood:
-        raise GenzooError(f"OOD scores need a likelihood; this {name} defines none ({model.no_likelihood_reason}).")
-    if getattr(model, "conditional", False):
-        return likelihood_estimator(model, steps=steps)
-    if getattr(model, "exact_likelihood", False):
-        return "exact", {}
-    params = inspect.signature(model.log_prob).parameters
-    if "k" in params:
-        return "iwae", {}
-    if "steps" in params:
-        return "bound", {"steps": check_bound_steps(model, steps)}
-    raise GenzooError(f"{name}.log_prob is neither exact (exact_likelihood) nor a bound with a chosen cost (a k "
-                      "or steps keyword): its one bound costs the model's full bound per image, so genzoo does not "
-                      "score OOD with it.")
-
-
 @torch.no_grad()
 @full_fp32()
 def log_likelihoods(model, xp: torch.Tensor, *, k: int = 100, steps: int = DEFAULT_BOUND_STEPS, seed: int = 0,
@@ -92,21 +72,19 @@ def log_likelihoods(model, xp: torch.Tensor, *, k: int = 100, steps: int = DEFAU
     """log p(x) in nats, (N,) float64, of inputs ``xp`` already prepared by ``classify.model_inputs``; a
     class-conditional model gives log sum_y p(x|y) p(y) with a uniform prior. ``k``: a VAE's IWAE k; ``steps``:
     the timesteps of a diffusion model's bound estimate."""
-    estimator, cost = _check_model(model, steps)
+    estimator, cost = estimator_of(model, k=k, steps=steps, purpose="OOD scoring")
     if not 1 <= batch_size <= 100_000:
         raise GenzooError(f"batch_size must be between 1 and 100000, got {batch_size}.")
-    if estimator == "iwae" and not 1 <= k <= MAX_IWAE_K:
-        raise GenzooError(f"the IWAE k must be between 1 and {MAX_IWAE_K}, got {k}.")
-    if model.conditional:
+    if model.capabilities.conditional:
         ll = class_log_likelihoods(model, xp, prepared=True, k=k, steps=steps, seed=seed, batch_size=batch_size,
                                    progress=progress)
         return (ll + log_prior(ll.shape[1])).logsumexp(1)
-    takes = inspect.signature(model.log_prob).parameters
+    stochastic = model.capabilities.likelihood.stochastic
     out = []
     for start in tqdm(range(0, len(xp), batch_size), desc=f"log p(x), {estimator}", disable=not progress,
                       leave=False):
-        kw = {"k": int(k)} if estimator == "iwae" else dict(cost)
-        if "generator" in takes:
+        kw = dict(cost)
+        if stochastic:
             kw["generator"] = torch.Generator(model.device).manual_seed(seed * 1_000_003 + 1 + start)
         out.append(model.log_prob(xp[start:start + batch_size].to(model.device), **kw).double().cpu())
     return torch.cat(out)
@@ -164,7 +142,7 @@ def ood_eval(model, in_dataset: str, out_dataset: str, *, n: int = 2000, k: int 
     of ``out_dataset``, with the mean log-likelihood of each set; the typicality reference is the mean log p(x)
     of n training images drawn with ``seed``. Returns the record that `genzoo ood` writes."""
     from ..data import load_split
-    estimator, cost = _check_model(model, steps)
+    estimator, cost = estimator_of(model, k=k, steps=steps, purpose="OOD scoring")
     if not 2 <= n <= MAX_N:
         raise GenzooError(f"n must be between 2 and {MAX_N}, got {n}.")
     c = model.config
@@ -195,14 +173,13 @@ def ood_eval(model, in_dataset: str, out_dataset: str, *, n: int = 2000, k: int 
         metrics[f"mean_png_bits_{role}"] = (scores[role]["complexity"]
                                              - discrete_log2_prob(model, ll, dims)).mean().item()
     metrics["mean_log_px_train_nats"] = train_ll.mean().item()
-    estimator_text = {"exact": "exact log p(x)", "iwae": f"IWAE bound on log p(x), k = {k}",
-                      "bound": f"variational bound on log p(x), {steps} timesteps (stratified estimate)"}[estimator]
-    if model.conditional:
+    estimator_text = describe(estimator, cost)
+    if model.capabilities.conditional:
         estimator_text += ", summed over classes with a uniform prior"
     return {"in_dataset": in_dataset, "out_dataset": out_dataset, "split": "test", "n_in": len(sets["in"]),
             "n_out": len(sets["out"]), "n_train_reference": len(ref), "estimator": estimator_text,
-            **({"iwae_k": k} if estimator == "iwae" else {}),
-            **({"bound_steps": steps} if estimator == "bound" else {}),
+            **({"iwae_k": cost["k"]} if "k" in cost else {}),
+            **({"bound_steps": cost["steps"]} if "steps" in cost else {}),
             "inputs": "binarized (seed 0)" if is_binarized(model) else "dequantized (seed 0)",
             "scores": {"ood_auroc": "log p(x)", "ood_auroc_complexity": "log2 P(x) + PNG bits (Serra et al. 2020)",
                        "ood_auroc_typicality": "-|log p(x) - mean train log p(x)| (Nalisnick et al. 2019, M = 1)"},

@@ -32,7 +32,7 @@ from common import RESULTS, genzoo_cmd, has_feature_network, run, write_result  
 
 import genzoo  # noqa: E402
 from genzoo.data import load_split  # noqa: E402
-from genzoo.apps.edit import has_latents, interpolate  # noqa: E402
+from genzoo.apps.edit import interpolate  # noqa: E402
 from genzoo.checkpoint import resolve_device  # noqa: E402
 from genzoo.errors import GenzooError  # noqa: E402
 from genzoo.images import save_grid  # noqa: E402
@@ -65,24 +65,25 @@ def figures(model, data: str, name: str) -> dict:
     first = [int((test.labels == c).nonzero()[0]) for c in range(test.num_classes)] if test.num_classes else \
         list(range(10))
     x, y = test.images[first].float() / 255, test.labels[first]
-    labels = y if model.conditional else None
-    if callable(getattr(model, "reconstruct", None)):
+    caps = model.capabilities
+    labels = y if caps.conditional else None
+    if caps.reconstruct:
         rec = model.reconstruct(x, labels) if labels is not None else model.reconstruct(x)
         out["reconstructions"] = save_grid(torch.cat([x, rec.float().cpu()]), FIGURES / f"{name}-recon.png",
                                            nrow=len(x), scale=3)
-    if has_latents(model):
-        if callable(getattr(model, "encode_latents", None)):       # from a test 0 to a test 1
+    if caps.latents:
+        if caps.encode:       # from a test 0 to a test 1
             strip = interpolate(model, 10, images=x[:2], labels=labels[:1] if labels is not None else None)
             strip = torch.cat([x[:1], strip, x[1:2]])
         else:
-            strip = interpolate(model, 10, seeds=(0, 1), labels=torch.tensor([0]) if model.conditional else None)
+            strip = interpolate(model, 10, seeds=(0, 1), labels=torch.tensor([0]) if caps.conditional else None)
         out["interpolation"] = save_grid(strip, FIGURES / f"{name}-interp.png", nrow=len(strip), scale=3)
-    codes = list(getattr(model, "traversable_codes", ()))
+    codes = list(caps.traversable_codes)
     if codes:
-        if callable(getattr(model, "encode_latents", None)) and codes[0].startswith("z"):
+        if caps.encode and codes[0].startswith("z"):
             # the three most used latent dimensions: largest variance of the posterior mean over test images
             mu = model.encode_latents(test.images[:2000].float() / 255,
-                                      test.labels[:2000] if model.conditional else None)
+                                      test.labels[:2000] if caps.conditional else None)
             codes = [f"z{i}" for i in mu.var(0).argsort(descending=True)[:3].tolist()]
         for code in codes[:3]:
             grid = model.traverse(code, n_rows=10, n_cols=10, generator=torch.Generator().manual_seed(0))
@@ -113,8 +114,9 @@ def bench_one(preset: str, data: str, steps: int | None, sets: list[str], varian
     model = genzoo.load(run_dir)
     if metrics is None:   # every metric that applies: the feature ones need a frozen classifier for the data set
         metrics = "fid,kid,pr,score" if has_feature_network(data) else ""
-        metrics = ",".join(m for m in (metrics, "nll" if model.has_likelihood else "",
-                                       "cas" if model.conditional and metrics else "") if m)
+        caps = model.capabilities
+        metrics = ",".join(m for m in (metrics, "nll" if caps.likelihood.kind != "none" else "",
+                                       "cas" if caps.conditional and metrics else "") if m)
     figs = figures(model, data, name)   # drawn before the (long) evaluation, so an interrupted one still leaves them
     ev_path = run_dir / "eval-bench.json"
     ev_cmd = genzoo_cmd() + ["eval", str(run_dir), "--metrics", metrics, "--n", str(n), "--seed", "0",

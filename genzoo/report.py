@@ -1,7 +1,7 @@
 """`genzoo report`: one self-contained HTML page that shows a run, and the memorisation check behind it.
 
 The page holds sample grids (one row per class for conditional models), reconstructions of test images (models
-with ``reconstruct``), the training curves of metrics.jsonl (validation included), the `genzoo eval` results in
+that declare ``reconstruct``), the training curves of metrics.jsonl (validation included), the `genzoo eval` results in
 the run folder beside their real-vs-real references, a memorisation check and a 2-D map of features. Every
 image is a PNG in a folder beside the page and is also inlined as a base64 data URI, so the page needs no
 network and no other file; it has no scripts.
@@ -26,6 +26,8 @@ import torch
 from tqdm import tqdm
 
 from .errors import GenzooError
+from .reference import classifier_hash, real_features
+from .sampling import balanced_labels, sample, sample_batches
 
 RERANK_EXTRA = 8        # float32 candidates beyond k that are re-ranked with exact float64 distances
 NN_SHOWN = 64           # samples shown with their nearest training images
@@ -141,8 +143,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
     """Write the report of a run folder: ``out`` (default RUN/report.html) and its PNGs in the folder of the same
     name beside it (RUN/report/). ``n`` samples (seed ``seed``) enter the memorisation fraction and the map;
     ``method`` is "pca" or "tsne" (scikit-learn) for the map. Returns the HTML path."""
-    import genzoo
-    from .checkpoint import BEST_RECORD, read_best, read_config
+    from .checkpoint import BEST_RECORD, load, read_best, read_config
     from .data import load_split
 
     run_dir = Path(run_dir)
@@ -157,7 +158,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
     folder = out.with_suffix("")
     folder.mkdir(parents=True, exist_ok=True)
     dataset = config["data"]
-    model = genzoo.load(run_dir, ema=ema)
+    model = load(run_dir, ema=ema)
     home = run_dir.parent if (run_dir / BEST_RECORD).exists() else run_dir    # RUN/best: RUN's log and summary
     summary = _read_json(home / "summary.json") or {}
     best = read_best(home)
@@ -168,10 +169,10 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
     sections.append(("samples", "Samples", _samples_section(model, folder, seed, scale)))
 
     # -- reconstructions
-    if hasattr(model, "reconstruct"):
+    if model.capabilities.reconstruct:
         test = load_split(dataset, "test")
         x = test.images[:16].float().div(255).to(model.device)                 # (16, C, H, W) in [0, 1]
-        labels = test.labels[:16].to(model.device) if model.conditional else None
+        labels = test.labels[:16].to(model.device) if model.capabilities.conditional else None
         with torch.no_grad():
             rec = model.reconstruct(x, labels=labels)
         from .images import save_grid
@@ -179,7 +180,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
         body = _p("The first 16 test images (top row) and the model's reconstructions of them (bottom row).") \
             + _img(path, "test images over their reconstructions")
     else:
-        body = _p(f"{config['model_name']} has no reconstruct(): it does not map images back to images.", "note")
+        body = _p(f"{config['model_name']} declares no reconstruct: it does not map images back to images.", "note")
     sections.append(("reconstructions", "Reconstructions", body))
 
     # -- curves
@@ -215,17 +216,15 @@ def _read_json(path: Path) -> dict | None:
 
 def _samples_section(model, folder: Path, seed: int, scale: int) -> str:
     from .images import save_grid
-    g = torch.Generator(model.device).manual_seed(seed)
-    with torch.no_grad():
-        if model.conditional:          # one row of 10 per class
-            k = model.config.num_classes
-            labels = torch.arange(k, device=model.device).repeat_interleave(10)
-            x = model.sample(len(labels), labels=labels, generator=g)
-            path = save_grid(x.cpu(), folder / "samples.png", nrow=10, scale=scale)
-            return _p(f"Class-conditional samples (seed {seed}): row c holds 10 samples drawn for class c.") \
-                + _img(path, f"samples, one row per class (0 to {k - 1})")
-        x = model.sample(64, generator=g)
-    path = save_grid(x.cpu(), folder / "samples.png", nrow=8, scale=scale)
+    if model.capabilities.conditional:          # one row of 10 per class
+        k = model.config.num_classes
+        labels = torch.arange(k).repeat_interleave(10)
+        x = sample(model, len(labels), seed, labels=labels)
+        path = save_grid(x, folder / "samples.png", nrow=10, scale=scale)
+        return _p(f"Class-conditional samples (seed {seed}): row c holds 10 samples drawn for class c.") \
+            + _img(path, f"samples, one row per class (0 to {k - 1})")
+    x = sample(model, 64, seed)
+    path = save_grid(x, folder / "samples.png", nrow=8, scale=scale)
     return _p(f"64 samples (seed {seed}).") + _img(path, "64 samples")
 
 
@@ -283,7 +282,6 @@ def _metrics_section(run_dir: Path) -> str:
 def _train_radius(classifier, dataset: str, train_feats: torch.Tensor, progress: bool) -> torch.Tensor:
     """nearest_other_distance of the train split's features, cached beside the cached features."""
     from .data import cache_tag, data_root
-    from .evaluate import classifier_hash
     path = data_root() / "stats" / f"{cache_tag(dataset)}-train-nnradius-{classifier_hash(dataset)}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as f:
@@ -302,7 +300,6 @@ def _feature_sections(model, dataset: str, folder: Path, n: int, seed: int, meth
                       scale: int, progress: bool) -> tuple[str, str]:
     from .classifier import load_frozen, predict
     from .data import load_split
-    from .evaluate import balanced_labels, generate, real_features
     from .images import save_grid
 
     try:
@@ -324,7 +321,7 @@ def _feature_sections(model, dataset: str, folder: Path, n: int, seed: int, meth
     test_feats = real_features(classifier, dataset, "test", progress=progress)       # (T, D), cached
     radius = _train_radius(classifier, dataset, train_feats, progress)
 
-    labels = balanced_labels(n, model.config.num_classes) if model.conditional else None
+    labels = balanced_labels(n, model.config.num_classes) if model.capabilities.conditional else None
     feats, preds, shown = [], [], []
 
     def take(x, _):
@@ -333,7 +330,7 @@ def _feature_sections(model, dataset: str, folder: Path, n: int, seed: int, meth
         preds.append(p.argmax(1))
         if sum(len(s) for s in shown) < NN_SHOWN:
             shown.append(x[:NN_SHOWN - sum(len(s) for s in shown)])
-    generate(model, n, seed, batch_size, labels, progress, take)
+    sample_batches(model, n, seed, batch_size, labels, progress, take)
     gen_feats, gen_pred, shown = torch.cat(feats), torch.cat(preds), torch.cat(shown)
 
     gen = copy_test(gen_feats, train_feats, radius, progress=progress)

@@ -114,6 +114,6 @@ def test_augment_refuses_a_mismatched_n_and_an_unconditional_model(runs, capsys)
     assert main(["augment", str(runs / "cvae"), "--n-real", "100", "--seeds", "0,x"]) == 2
     assert "--seeds takes integers" in capsys.readouterr().err
     assert main(["augment", str(runs / "cvae"), "--n-real", "100", "--gen-ratio", "0"]) == 2
-    assert "gen_ratio must be in" in capsys.readouterr().err
+    assert "--gen-ratio must be in" in capsys.readouterr().err
     assert main(["augment", str(runs / "cvae"), "--n-real", "100", "--device", "tpu", "--no-progress"]) == 2
     assert "unknown device" in capsys.readouterr().err

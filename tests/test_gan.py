@@ -2,7 +2,6 @@
 trainer's GAN health logging (critic repeats, two learning rates, D(x)/D(G(z)), mode coverage)."""
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,7 +250,7 @@ def test_sample_traverse_and_truncation_through_the_cli(gan_runs, tmp_path, caps
     capsys.readouterr()
     assert main(["sample", str(gan_runs / "cgan"), "--opt", "temperature=0.5", "--out", str(c)]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "no option 'temperature'" in err and "options are: truncation" in err
+    assert "no sampling option 'temperature'" in err and "options are: truncation" in err
     assert main(["sample", str(gan_runs / "cgan"), "--opt", "truncation", "--out", str(c)]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
 

@@ -221,7 +221,8 @@ def test_vaegan_has_three_phases_over_disjoint_parameters_and_no_likelihood():
     assert model.phases == ("discriminator", "encoder", "decoder")
     groups = [set(map(id, model.phase_parameters(p))) for p in model.phases]
     assert sum(map(len, groups)) == len(set().union(*groups)) == len(list(model.parameters()))
-    assert not model.has_likelihood and "feature space" in model.no_likelihood_reason
+    declared = model.capabilities.likelihood
+    assert declared.kind == "none" and "feature space" in declared.reason
     with pytest.raises(ValueError, match="no pixel likelihood"):
         model.log_prob(torch.rand(2, 1, 8, 8))
 

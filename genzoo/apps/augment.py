@@ -24,7 +24,15 @@ from pathlib import Path
 
 import torch
 
+from .. import __version__
+from ..checkpoint import device_name, load, read_config, resolve_device
+from ..classifier import RecipeConfig, accuracy, load_frozen, train_classifier
+from ..data import balanced_subset, load_split
 from ..errors import GenzooError
+from ..evaluate import cas
+from ..hardware import machine
+from ..models.base import check_sample_options
+from ..sampling import balanced_labels, sample_batches
 
 MAX_SEEDS = 10
 MAX_GEN_RATIO = 100.0
@@ -42,24 +50,7 @@ def _mean_std(values: list[float]) -> dict:
     return out
 
 
-def augmentation_gain(run_dir: str | Path, n_real: int, *, seeds=(0, 1, 2), gen_ratio: float = 1.0,
-                      recipe=None, cas_n: int = 60_000, sample_options: dict | None = None, ema: bool = True,
-                      batch_size: int = 500, progress: bool = True, device: str = "cpu") -> dict:
-    """Run the augmentation-gain experiment on one run folder and return its report (see the module docstring).
-
-    ``recipe`` is the classifier's RecipeConfig without its seed (the default recipe when None); ``cas_n`` 0 skips
-    CAS; ``sample_options`` are keyword arguments of the model's ``sample`` (e.g. a diffusion sampler's steps).
-    ``device`` is where the model samples ("cpu", "cuda" or "cuda:N"); the classifiers always train on the CPU, so
-    the recipe is the same everywhere, but a seed draws other images on a GPU, so the report names the device.
-    """
-    import genzoo
-    from .. import __version__
-    from ..checkpoint import device_name, read_config, resolve_device
-    from ..classifier import RecipeConfig, accuracy, load_frozen, train_classifier
-    from ..data import balanced_subset, load_split
-    from ..evaluate import balanced_labels, cas, check_sample_options, generate
-    from ..hardware import machine
-
+def _check_request(seeds, gen_ratio: float, cas_n: int) -> list[int]:
     seeds = [int(s) for s in seeds]
     if not 1 <= len(seeds) <= MAX_SEEDS or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise GenzooError(f"seeds must be 1 to {MAX_SEEDS} distinct non-negative integers, got {seeds}.")
@@ -67,11 +58,67 @@ def augmentation_gain(run_dir: str | Path, n_real: int, *, seeds=(0, 1, 2), gen_
         raise GenzooError(f"gen_ratio must be in (0, {MAX_GEN_RATIO:g}], got {gen_ratio}.")
     if not (cas_n == 0 or 10 <= cas_n <= 1_000_000):
         raise GenzooError(f"cas_n must be 0 (no CAS) or between 10 and 1000000, got {cas_n}.")
+    return seeds
+
+
+def _generated(model, n: int, seed: int, batch_size: int, progress: bool, sample_options: dict):
+    """n seeded samples with class-balanced labels: (8-bit images (n, C, H, W) uint8, labels (n,))."""
+    labels = balanced_labels(n, model.config.num_classes)
+    chunks = []
+    try:
+        sample_batches(model, n, seed, batch_size, labels, progress,
+                       lambda x, _: chunks.append((x.clamp(0, 1) * 255).round().to(torch.uint8)), sample_options)
+    except ValueError as e:      # a combination of sampling options the model refuses
+        raise GenzooError(str(e)) from None
+    return torch.cat(chunks), labels
+
+
+def _accuracies(model, real_x, real_y, test, n_gen: int, seeds: list[int], base, batch_size: int,
+                progress: bool, sample_options: dict) -> tuple[list[float], list[float]]:
+    """Per seed, the test accuracy of the recipe on the real images and on the real plus n_gen generated ones."""
+    num_classes = model.config.num_classes
+    acc_real, acc_aug = [], []
+    for s in seeds:
+        rec = dataclasses.replace(base, seed=s)
+        clf = train_classifier(real_x, real_y, num_classes, rec, progress=progress, desc=f"real, seed {s}")
+        acc_real.append(accuracy(clf, test.images, test.labels))
+        gen_x, gen_y = _generated(model, n_gen, s, batch_size, progress, sample_options)
+        clf = train_classifier(torch.cat([real_x, gen_x]), torch.cat([real_y, gen_y]), num_classes, rec,
+                               progress=progress, desc=f"real+gen, seed {s}")
+        acc_aug.append(accuracy(clf, test.images, test.labels))
+    return acc_real, acc_aug
+
+
+def _cas(model, dataset: str, seed: int, cas_n: int, base, batch_size: int, progress: bool,
+         sample_options: dict) -> tuple[dict, dict]:
+    """(CAS metrics, refusals): CAS with the first seed, or why there is none."""
+    if cas_n == 0:
+        return {}, {"cas": "not asked for (cas_n 0)"}
+    try:
+        _, record = load_frozen(dataset)
+    except GenzooError as e:
+        return {}, {"cas": f"cas_real is the accuracy of genzoo's frozen classifier: {e}"}
+    return cas(model, dataset, record, seed, batch_size, progress, n=cas_n, recipe=base,
+               sample_options=sample_options), {}
+
+
+def augmentation_gain(run_dir: str | Path, n_real: int, *, seeds=(0, 1, 2), gen_ratio: float = 1.0,
+                      recipe=None, cas_n: int = 60_000, sample_options: dict | None = None, ema: bool = True,
+                      batch_size: int = 500, progress: bool = True, device: str = "cpu") -> dict:
+    """Run the augmentation-gain experiment on one run folder and return its report (see the module docstring).
+
+    ``recipe`` is the classifier's RecipeConfig without its seed (the default recipe when None); ``cas_n`` 0 skips
+    CAS; ``sample_options`` are the model's declared sampling options (e.g. a diffusion sampler's steps), checked
+    against its declaration. ``device`` is where the model samples ("cpu", "cuda" or "cuda:N"); the classifiers
+    always train on the CPU, so the recipe is the same everywhere, but a seed draws other images on a GPU, so the
+    report names the device.
+    """
+    seeds = _check_request(seeds, gen_ratio, cas_n)
     device = resolve_device(device)
     config = read_config(run_dir)
     name, dataset = config["model_name"], config["data"]
-    model = genzoo.load(run_dir, ema=ema, device=device)
-    if not model.conditional:
+    model = load(run_dir, ema=ema, device=device)
+    if not model.capabilities.conditional:
         raise GenzooError(f"augment needs a class-conditional model to draw labelled images; {name} in {run_dir} "
                           "is unconditional.")
     sample_options = check_sample_options(model, sample_options)
@@ -80,44 +127,20 @@ def augmentation_gain(run_dir: str | Path, n_real: int, *, seeds=(0, 1, 2), gen_
     if n_real != trained_on:
         raise GenzooError(f"{run_dir} was trained on {trained_on} real images, not {n_real}: train the model on the "
                           f"same n with `genzoo train {name} --data {dataset} --set train_subset={n_real}`.")
-    num_classes = model.config.num_classes
     idx = balanced_subset(train.labels, n_real, train.num_classes)
-    real_x, real_y = train.images[idx], train.labels[idx]
     n_gen = max(1, round(gen_ratio * n_real))
     base = dataclasses.replace(recipe or RecipeConfig(), seed=0)
 
     t0 = time.perf_counter()
-    acc_real, acc_aug = [], []
-    for s in seeds:
-        rec = dataclasses.replace(base, seed=s)
-        clf = train_classifier(real_x, real_y, num_classes, rec, progress=progress, desc=f"real, seed {s}")
-        acc_real.append(accuracy(clf, test.images, test.labels))
-        gen_y = balanced_labels(n_gen, num_classes)
-        chunks = []
-        try:
-            generate(model, n_gen, s, batch_size, gen_y, progress,
-                     lambda x, _: chunks.append((x.clamp(0, 1) * 255).round().to(torch.uint8)), sample_options)
-        except ValueError as e:      # a sampling option's value the model refuses
-            raise GenzooError(str(e)) from None
-        clf = train_classifier(torch.cat([real_x, torch.cat(chunks)]), torch.cat([real_y, gen_y]), num_classes,
-                               rec, progress=progress, desc=f"real+gen, seed {s}")
-        acc_aug.append(accuracy(clf, test.images, test.labels))
+    acc_real, acc_aug = _accuracies(model, train.images[idx], train.labels[idx], test, n_gen, seeds, base,
+                                    batch_size, progress, sample_options)
     real, aug = _mean_std(acc_real), _mean_std(acc_aug)
     metrics = {"acc_real_mean": real["mean"], "acc_real_gen_mean": aug["mean"],
                "aug_gain": aug["mean"] - real["mean"]}
     if "std" in real:
         metrics["acc_real_std"], metrics["acc_real_gen_std"] = real["std"], aug["std"]
-    refused = {}
-    if cas_n == 0:
-        refused["cas"] = "not asked for (cas_n 0)"
-    else:
-        try:
-            _, record = load_frozen(dataset)
-        except GenzooError as e:
-            refused["cas"] = f"cas_real is the accuracy of genzoo's frozen classifier: {e}"
-        else:
-            metrics.update(cas(model, dataset, record, seeds[0], batch_size, progress, n=cas_n, recipe=base,
-                               sample_options=sample_options))
+    cas_metrics, refused = _cas(model, dataset, seeds[0], cas_n, base, batch_size, progress, sample_options)
+    metrics.update(cas_metrics)
     return {
         "model": name, "dataset": dataset, "run": str(run_dir), "genzoo_version": __version__,
         "checkpoint": "ema" if ema and (Path(run_dir) / "ema.safetensors").exists() else "raw",

@@ -1,11 +1,11 @@
 """Editing in a model's latent space: interpolation between two images or two seeds, and class-attribute edits.
 
-A model offers the latent capability when it has
+A model declares a latent space (``capabilities.latents``) when it has
   prior_latents(n, generator=None) -> z        draws from its prior (Gaussian parts are what slerp expects)
   decode(z, labels=None) -> images in [0, 1]   the image of a latent, differentiable in z (latent fitting)
-and, to start from images rather than seeds,
+and an encoder (``capabilities.encode``), to start from images rather than seeds, when it has
   encode_latents(x, labels=None) -> z          a deterministic latent of each image (a VAE's posterior mean).
-Applications ask for these methods; they never look at the model's class.
+Applications read that declaration; they never look at the model's class or its methods.
 
 Class edits (``class_edit``) turn an image of class A into one of class B that keeps the rest of it ("same style,
 other digit"): a class-conditional model encodes with label A and decodes with label B (its latent holds what the
@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import GenzooError
+from ..models.base import require
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -38,10 +39,6 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return direction * ((1 - t) * na + t * nb)
 
 
-def has_latents(model) -> bool:
-    return all(callable(getattr(model, m, None)) for m in ("prior_latents", "decode"))
-
-
 @torch.no_grad()
 def interpolate(model, steps: int = 8, *, images: torch.Tensor | None = None, seeds: tuple[int, int] | None = None,
                 labels: torch.Tensor | None = None, method: str = "slerp") -> torch.Tensor:
@@ -51,25 +48,24 @@ def interpolate(model, steps: int = 8, *, images: torch.Tensor | None = None, se
     draws from two ``seeds``. ``method`` is "slerp" (for Gaussian latents) or "lerp". ``labels`` (2,) or (1,)
     give the classes of a conditional model: the path keeps the first one.
     """
-    if not has_latents(model):
-        raise GenzooError(f"{type(model).__name__} has no latent space to interpolate in "
-                          "(it needs prior_latents and decode).")
+    require(model, "latents", "interpolation")
+    caps = model.capabilities
     if (images is None) == (seeds is None):
         raise GenzooError("interpolate takes two images or two seeds, not both and not neither.")
     if method not in ("slerp", "lerp"):
         raise GenzooError(f"method must be slerp or lerp, got {method!r}.")
     if not 2 <= steps <= 256:
         raise GenzooError(f"steps must be between 2 and 256, got {steps}.")
-    if getattr(model, "conditional", False):
+    if caps.conditional:
         if labels is None:
             raise GenzooError("this model is class-conditional: give the class of the path (labels).")
         labels = labels.to(model.device).long().view(-1)[:1]
     else:
         labels = None
     if images is not None:
-        if not callable(getattr(model, "encode_latents", None)):
-            raise GenzooError(f"{type(model).__name__} cannot map images to latents; interpolate between two "
-                              "seeds instead.")
+        if not caps.encode:
+            raise GenzooError(f"{type(model).__name__} cannot map images to latents (it declares no encoder); "
+                              "interpolate between two seeds instead.")
         if images.shape[0] != 2:
             raise GenzooError(f"interpolate takes exactly two images, got {images.shape[0]}.")
         lab = labels.expand(2) if labels is not None else None
@@ -89,7 +85,8 @@ def interpolate(model, steps: int = 8, *, images: torch.Tensor | None = None, se
 
 
 def _require_encoder(model) -> None:
-    if not (has_latents(model) and callable(getattr(model, "encode_latents", None))):
+    caps = model.capabilities
+    if not (caps.latents and caps.encode):
         raise GenzooError(f"{type(model).__name__} cannot edit an image's class: it has no encoder to map the image "
                           "to a latent (encode_latents); a VAE or a flow has one.")
 
@@ -122,7 +119,7 @@ def class_edit(model, x: torch.Tensor, from_label: int, to_label: int, *, images
     latent does not take labels: decode(encode_latents(x) + strength * attribute_vector(images, labels, ...)),
     which needs labelled reference ``images`` and ``labels`` holding both classes (e.g. the test split)."""
     _require_encoder(model)
-    conditional = getattr(model, "conditional", False)
+    conditional = model.capabilities.conditional
     if not conditional and (images is None or labels is None):
         raise GenzooError(f"{type(model).__name__} is unconditional: its class edit adds an attribute vector, which "
                           "needs labelled reference images (images=, labels=).")

@@ -1,5 +1,5 @@
 """Restoration over the model contract: inpainting, denoising and 2x super-resolution with any model that can, the
-method chosen by what the model offers (never by its class).
+method chosen by what the model declares (``capabilities.completion`` and ``.latents``), never by its class.
 
 Conventions
 - Images enter and leave in [0, 1], (N, C, H, W) at the model's size. A mask is a bool tensor with True = known,
@@ -11,8 +11,9 @@ Conventions
   low-resolution image (N, C, H/2, W/2) whose pixels are the means of 2x2 blocks (``degrade`` makes all three).
 
 Methods
-- Diffusion (``predict_eps``, ``q_sample``, ``alphas_cumprod``), on the [-1, 1] scale, over ``steps`` of the T
-  steps (``ddim_timesteps``) with the ancestral step q(x_s | x_t, x0_hat) (DDIM with eta = 1):
+- Diffusion (completion "diffusion": ``predict_eps``, ``q_sample``, ``alphas_cumprod``), on the [-1, 1] scale,
+  over ``steps`` of the T steps (``ddim_timesteps``) with the ancestral step q(x_s | x_t, x0_hat) (DDIM with
+  eta = 1):
   inpaint: RePaint (Lugmayr et al. 2022, Algorithm 1): before each reverse step the known region of x_t is replaced
     by a fresh draw of q(x_t | x_0 known); after every ``jump`` steps the chain is noised back up ``jump`` steps,
     ``resample`` times in all, so the unknown region has time to agree with the known one.
@@ -25,20 +26,20 @@ Methods
     average pool A, nearest upsampling is its pseudo-inverse, so A of the projection equals y exactly). It keeps
     the model's detail in A's null space and needs no noisy copy of y (RePaint's replacement would need the
     forward process in the low-frequency space, which is not a diagonal Gaussian there).
-- Autoregressive (``complete``), inpaint only: ``complete`` draws the unknown values in raster order given
-  everything before them. When every known value precedes every unknown one (the "half" preset) that is an exact
-  draw from p(unknown | known) and restore returns it as it is. Otherwise a known value after an unknown one cannot
-  inform it, and restore corrects for that by importance resampling (with ``value_log_probs``): ``particles``
-  completions are drawn, each weighted by w = p(x) / q(unknown) = prod over the known values of p(x_i | x_<i) (the
-  proposal q is the product of the unknown values' conditionals, so this ratio is exact), and one is drawn per
-  image in proportion to w. With many particles that tends to p(unknown | known); with few it lies between the
-  raster draw and it (the weights of a large hole are uneven).
-- Latent models (``prior_latents``, ``decode``, optionally ``encode_latents``: VAEs, flows, GANs): MAP latent fit,
-  argmin_z ||m * (A decode(z) - y)||^2 / (2 fit_std^2) + ||z||^2 / 2 (every latent coordinate taken as N(0, 1)),
-  by Adam from ``restarts`` starts per image (the encoder's latent of a first guess where the model has one, then
-  seeded prior draws), keeping the start with the lowest objective. m is the known mask (inpaint; the output then
-  keeps the known pixels and takes the rest from decode(z)), A the identity (denoise, fit_std = noise_std: the
-  noise's own likelihood) or the 2x2 average pool (superres, then projected as above).
+- Autoregressive (completion "autoregressive": ``complete``, ``value_log_probs``), inpaint only: ``complete`` draws
+  the unknown values in raster order given everything before them. When every known value precedes every unknown one
+  (the "half" preset) that is an exact draw from p(unknown | known) and restore returns it as it is. Otherwise a
+  known value after an unknown one cannot inform it, and restore corrects for that by importance resampling (with
+  ``value_log_probs``): ``particles`` completions are drawn, each weighted by w = p(x) / q(unknown) = prod over the
+  known values of p(x_i | x_<i) (the proposal q is the product of the unknown values' conditionals, so this ratio is
+  exact), and one is drawn per image in proportion to w. With many particles that tends to p(unknown | known); with
+  few it lies between the raster draw and it (the weights of a large hole are uneven).
+- Latent models (``latents``: ``prior_latents``, ``decode``; with ``encode``, ``encode_latents``: VAEs, flows,
+  GANs): MAP latent fit, argmin_z ||m * (A decode(z) - y)||^2 / (2 fit_std^2) + ||z||^2 / 2 (every latent coordinate
+  taken as N(0, 1)), by Adam from ``restarts`` starts per image (the encoder's latent of a first guess where the
+  model has one, then seeded prior draws), keeping the start with the lowest objective. m is the known mask
+  (inpaint; the output then keeps the known pixels and takes the rest from decode(z)), A the identity (denoise,
+  fit_std = noise_std: the noise's own likelihood) or the 2x2 average pool (superres, then projected as above).
 """
 from __future__ import annotations
 
@@ -50,7 +51,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import GenzooError
-from .edit import has_latents
 
 TASKS = ("inpaint", "denoise", "superres")
 PRESETS = ("center", "half", "random50")
@@ -79,15 +79,12 @@ METHODS = {("diffusion", "inpaint"): "repaint", ("diffusion", "denoise"): "sdedi
 # -- what a model can do
 
 def capability(model) -> str | None:
-    """The restoration capability a model offers: "diffusion", "autoregressive", "latent" or None."""
-    if all(callable(getattr(model, m, None)) for m in ("predict_eps", "q_sample")) \
-            and torch.is_tensor(getattr(model, "alphas_cumprod", None)):
-        return "diffusion"
-    if callable(getattr(model, "complete", None)):
-        return "autoregressive"
-    if has_latents(model):
-        return "latent"
-    return None
+    """The restoration capability a model declares: "diffusion", "autoregressive" (its completion of given
+    pixels), "latent" (a latent space) or None."""
+    caps = model.capabilities
+    if caps.completion:
+        return caps.completion
+    return "latent" if caps.latents else None
 
 
 def capabilities(model) -> dict[str, str]:
@@ -115,15 +112,15 @@ def _check_options(kind: str, task: str, options: dict, timesteps: int | None) -
 
 
 def _labels(model, labels, n: int):
-    if not getattr(model, "conditional", False):
+    caps = model.capabilities
+    if not caps.conditional:
         if labels is not None:
             raise GenzooError("this model is unconditional: pass no labels.")
         return None
     if labels is None:
-        null = getattr(model, "null_label", None)      # classifier-free guidance's "no class"
-        if null is None:
-            raise GenzooError("this model is class-conditional: give the class of each image (labels, --label).")
-        return torch.full((n,), null, dtype=torch.long, device=model.device)
+        if not caps.null_label:      # classifier-free guidance's "no class"
+            raise GenzooError("this model is class-conditional: give the class of each image (labels).")
+        return torch.full((n,), model.null_label, dtype=torch.long, device=model.device)
     labels = torch.as_tensor(labels).long().view(-1).to(model.device)
     k = model.config.num_classes
     if len(labels) == 1:
@@ -203,7 +200,7 @@ def degrade(x: torch.Tensor, task: str, *, noise_std: float | None = None,
 def _check_noise_std(noise_std):
     if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not 0 < noise_std <= MAX_NOISE_STD:
         raise GenzooError(f"denoise needs the noise std of the image on the [0, 1] scale, a number in "
-                          f"(0, {MAX_NOISE_STD:g}] (--noise-std); got {noise_std!r}.")
+                          f"(0, {MAX_NOISE_STD:g}] (noise_std); got {noise_std!r}.")
 
 
 # -- the one entry point
@@ -224,8 +221,8 @@ def restore(model, x: torch.Tensor, mask: torch.Tensor | str | None = None, task
     if task not in TASKS:
         raise GenzooError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}.")
     if kind is None:
-        raise GenzooError(f"{name} cannot restore images: it has no diffusion denoiser (predict_eps), no "
-                          "completion (complete) and no latent space (prior_latents, decode).")
+        raise GenzooError(f"{name} cannot restore images: it declares no completion of given pixels (diffusion or "
+                          "autoregressive) and no latent space.")
     if (kind, task) not in METHODS:
         raise GenzooError(f"{name} cannot {task}; with {kind} capabilities it can "
                           f"{', '.join(capabilities(model))}.")
@@ -244,7 +241,7 @@ def restore(model, x: torch.Tensor, mask: torch.Tensor | str | None = None, task
         if x.abs().max() > 1 + 10 * noise_std:
             raise GenzooError(f"these images are not [0, 1] images plus noise of std {noise_std:g}.")
     elif noise_std is not None:
-        raise GenzooError(f"noise_std (--noise-std) is the denoise task's; {task} takes none.")
+        raise GenzooError(f"noise_std is the denoise task's; {task} takes none.")
     if task == "inpaint":
         known = _known_mask(mask, len(x), c, size, generator).to(model.device)
     elif mask is not None:
@@ -370,8 +367,10 @@ def complete_importance(model, x: torch.Tensor, known: torch.Tensor, labels=None
     """Autoregressive inpainting: ``model.complete`` when the known values come first in raster order (an exact draw
     from p(unknown | known)); otherwise sampling-importance-resampling over ``particles`` completions per image,
     weighted by prod over the known values of p(x_i | x_<i) = p(x) / q(unknown) (module docstring)."""
+    if model.capabilities.completion != "autoregressive":
+        raise GenzooError(f"{type(model).__name__} has no autoregressive completion (complete, value_log_probs).")
     known = known.expand_as(x)
-    if known_first(known) or particles == 1 or not callable(getattr(model, "value_log_probs", None)):
+    if known_first(known) or particles == 1:
         return model.complete(x, known, labels, generator)
     b = len(x)
     rep = (lambda t: None if t is None else t.repeat(particles, *[1] * (t.dim() - 1)))     # particle-major
@@ -469,7 +468,7 @@ def _latent(model, y, known, task, noise_std, labels, generator, progress, resta
         weight, operator, fit_std, guess = None, None, noise_std, y.clamp(0, 1)
     else:
         weight, operator, guess = None, pool2, up2(y)
-    start = model.encode_latents(guess, labels) if callable(getattr(model, "encode_latents", None)) else None
+    start = model.encode_latents(guess, labels) if model.capabilities.encode else None
     z, _ = fit_latents(model, y, weight, labels=labels, operator=operator, fit_std=fit_std, restarts=restarts,
                        iters=iters, lr=lr, generator=generator, start=start, progress=progress)
     out = model.decode(z, labels).float()

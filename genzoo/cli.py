@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
-import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -49,173 +47,53 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _choose_run_dir(args) -> Path:
-    if args.out is not None:
-        return Path(args.out)
-    from .data import short_name
-    base = Path("runs") / f"{args.model}-{short_name(args.data)}"
-    if args.resume:
-        return base
-    run_dir, i = base, 2
-    while run_dir.exists():
-        run_dir = base.with_name(f"{base.name}-{i}")
-        i += 1
-    return run_dir
+# -- train: a thin wrapper over genzoo.runs, which resolves configs and run folders for the Python API too
+
+# the library's spelling of a parameter in its errors -> the command line's
+_TRAIN_WORDS = {"resume=True": "--resume", "overwrite=True": "--overwrite", "out=...": "--out",
+                "image_size and channels": "--image-size and --channels", ", but model is": ", but MODEL is",
+                ", but data is": ", but --data is", "Name the model": "Name the MODEL", "as arguments": "on the "
+                "command line"}
 
 
-def _resume_point(run_dir: Path) -> str:
-    """What --resume finds in ``run_dir``: "checkpoint"; "config" (a run stopped before its first checkpoint:
-    config.json alone is worth keeping); or "nothing" (no folder, an empty one, or only the temporary file of a
-    config.json whose writing was stopped)."""
-    from .checkpoint import CONFIG, STATE
-    if (run_dir / STATE).exists():
-        return "checkpoint"
-    if (run_dir / CONFIG).exists():
-        return "config"
-    if run_dir.exists() and any(not p.name.startswith(f".{CONFIG}.") for p in run_dir.iterdir()):
-        raise GenzooError(f"Cannot resume: {run_dir} is not a run folder (no {CONFIG}) and is not empty.")
-    return "nothing"
-
-
-def _clear_for_restart(run_dir: Path) -> None:
-    """Empty a run folder that holds no checkpoint yet, keeping its config.json: the logs, grids and temporary
-    files of the stopped attempt would otherwise mix with the new one's."""
-    from .checkpoint import CONFIG
-    for p in run_dir.iterdir() if run_dir.exists() else ():
-        if p.name != CONFIG:
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-
-
-def _check_run_dir(run_dir: Path, args) -> None:
-    if args.resume:                  # _resume_point has judged the folder
-        return
-    from .checkpoint import CONFIG
-    if not (run_dir.exists() and any(run_dir.iterdir())):
-        return
-    if not args.overwrite:
-        raise GenzooError(f"The run folder {run_dir} already exists. Pass --resume to continue it, "
-                          "--overwrite to replace it, or --out with another folder.")
-    if not (run_dir / CONFIG).exists():
-        raise GenzooError(f"Refusing to --overwrite {run_dir}: it is not empty and is not a genzoo run "
-                          f"folder (no {CONFIG}).")
-    if _rank() == 0:
-        shutil.rmtree(run_dir)
-
-
-def _resolve_configs(args, run_dir: Path):
-    from .checkpoint import config_from_dict, read_config
-    from .config import TrainConfig, apply_overrides, parse_set, read_yaml
-    from .data import dataset_info, load_split
-    from .models import default_config, default_train_overrides, model_entry
-
-    overrides = {}
-    if args.config:
-        overrides.update(read_yaml(args.config))
-    overrides.update(parse_set(args.set or []))
+def _train_overrides(args) -> dict:
+    """--set pairs, then --steps and --seed (which win over a --set of the same key)."""
+    from .config import parse_set
+    overrides = parse_set(args.set or [])
     if args.steps is not None:
         overrides["train.steps"] = args.steps
     if args.seed is not None:
         overrides["train.seed"] = args.seed
-
-    if args.resume:
-        saved = read_config(run_dir)
-        if saved["model_name"] != args.model or saved["data"] != args.data:
-            raise GenzooError(f"{run_dir} holds {saved['model_name']} on {saved['data']}, not "
-                              f"{args.model} on {args.data}.")
-        cls, _, _ = model_entry(args.model)
-        model_cfg = config_from_dict(cls.Config, saved["model"])
-        train_cfg = config_from_dict(TrainConfig, saved["train"])
-        new_model, new_train = apply_overrides(model_cfg, train_cfg, overrides)
-        may_change = ("steps", "log_every_steps", "sample_every_steps", "ckpt_every_steps", "coverage_every_steps",
-                      "threads", "val_every_steps", "early_stop_patience", "max_train_minutes")
-        old, new = {**dataclasses.asdict(model_cfg), **dataclasses.asdict(train_cfg)}, \
-            {**dataclasses.asdict(new_model), **dataclasses.asdict(new_train)}
-        changed = [k for k in new if new[k] != old[k] and k not in may_change]
-        if changed:
-            raise GenzooError(f"--resume continues the saved config; only steps, threads, early_stop_patience, "
-                              f"max_train_minutes and the *_every_steps keys may change, not {', '.join(changed)}.")
-        return new_model, new_train
-
-    cls, _, _ = model_entry(args.model)
-    data = load_split(args.data, "train")
-    c, h, w = data.images.shape[1:]
-    if h != w:
-        raise GenzooError(f"{args.data} has {h}x{w} images; genzoo models take square images.")
-    model_cfg = default_config(args.model)
-    data_fields = {"channels": c, "image_size": h, "num_classes": data.num_classes}
-    if "binarize" in {f.name for f in dataclasses.fields(model_cfg)}:
-        data_fields["binarize"] = dataset_info(args.data).binarized
-    try:
-        model_cfg = dataclasses.replace(model_cfg, **data_fields)
-    except ValueError as e:
-        raise GenzooError(f"{args.model} cannot take {args.data} images: {e}.") from None
-    train_cfg = dataclasses.replace(TrainConfig(), **default_train_overrides(args.model))
-    model_cfg, train_cfg = apply_overrides(model_cfg, train_cfg, overrides)
-    if data.num_classes < 2:     # unlabelled data: a class-conditional model has nothing to condition on
-        _refuse_conditional(args.model, model_cfg, args.data, data.num_classes)
-    return model_cfg, train_cfg
-
-
-def _refuse_conditional(model_name: str, model_cfg, data_name: str, num_classes: int) -> None:
-    import torch
-    from .models import build_model
-    why = "has no class labels" if num_classes == 0 else "has a single class"
-    fix = ("put the images in one subfolder per class, or choose an unconditional model (`genzoo models`)"
-           if data_name.startswith("folder") else "choose an unconditional model (`genzoo models`)")
-    try:
-        with torch.random.fork_rng(devices=[]):      # building draws init weights: keep the caller's RNG
-            conditional = build_model(model_name, model_cfg).conditional
-    except ValueError as e:
-        raise GenzooError(f"{model_name} cannot train on {data_name}, which {why}: {e}; {fix}.") from None
-    if conditional:
-        raise GenzooError(f"{model_name} is class-conditional, but {data_name} {why}: {fix}.")
+    return overrides
 
 
 def _data_name(args) -> str:
-    """--data as the run records it: a registered name, or folder:PATH made absolute with --image-size and
-    --channels folded in (they convert folder data only)."""
-    from .data import DATASETS, check_name, dataset_info, folder_name, parse_folder_name
-    if args.data not in DATASETS and parse_folder_name(args.data) is None:
-        raise GenzooError(f"Unknown data set {args.data!r}. Data sets: {', '.join(DATASETS)}, or folder:PATH "
-                          "for a folder of images.")
-    if parse_folder_name(args.data) is not None:
-        return folder_name(args.data, args.image_size, args.channels)
-    if args.image_size is not None or args.channels is not None:
-        c, s, _ = dataset_info(check_name(args.data)).shape
-        if (args.image_size or s, args.channels or c) != (s, c):
-            raise GenzooError(f"--image-size and --channels convert a folder:PATH data set; {args.data} is "
-                              f"{c}x{s}x{s} and is used as it is.")
-    return args.data
+    """--data as the run records it (genzoo.runs.data_name)."""
+    from .runs import data_name
+    return data_name(args.data, args.image_size, args.channels)
+
+
+def _resolve_configs(args, run_dir: Path):
+    """The configs ``genzoo train`` resolves for ``args`` (genzoo.runs.resolve_config)."""
+    from .runs import resolve_config
+    return resolve_config(args.model, args.data, config_files=[args.config] if args.config else [],
+                          overrides=_train_overrides(args), resume_from=run_dir if args.resume else None)
 
 
 def cmd_train(args) -> int:
-    from .models import model_entry
-    from .train import train
-
-    model_entry(args.model)     # fail fast on an unknown name
-    args.data = _data_name(args)
-    if args.resume and args.overwrite:
-        raise GenzooError("--resume and --overwrite contradict each other; pass one.")
-    run_dir = _choose_run_dir(args)
-    point = _resume_point(run_dir) if args.resume else None
+    from . import runs
+    try:
+        plan = runs.plan_run(args.model, args.data, out=args.out, config_files=[args.config] if args.config else [],
+                             overrides=_train_overrides(args), resume=args.resume, overwrite=args.overwrite,
+                             image_size=args.image_size, channels=args.channels)
+    except GenzooError as e:
+        message = str(e)
+        for words, flag in _TRAIN_WORDS.items():
+            message = message.replace(words, flag)
+        raise GenzooError(message) from None
+    summary = runs.run(plan, progress=not args.no_progress)
     if _rank() == 0:
-        _check_run_dir(run_dir, args)
-    if point == "nothing":           # a job script that always passes --resume, on its first start
-        args.resume = False
-    model_cfg, train_cfg = _resolve_configs(args, run_dir)    # --resume: the recorded config
-    if _rank() == 0:
-        if point == "nothing":
-            print(f"--resume: {run_dir} holds no run yet; starting a new one at step 0", file=sys.stderr)
-            _clear_for_restart(run_dir)
-        elif point == "config":
-            print(f"--resume: {run_dir} was stopped before its first checkpoint; starting it again at step 0 "
-                  "with its recorded config", file=sys.stderr)
-            _clear_for_restart(run_dir)
-        print(f"training {args.model} on {args.data} -> {run_dir}", file=sys.stderr)
-    summary = train(run_dir, args.model, args.data, model_cfg, train_cfg, resume=point == "checkpoint",
-                    progress=not args.no_progress)
-    if _rank() == 0:
-        _print_summary(summary, run_dir)
+        _print_summary(summary, plan.run_dir)
     return 0
 
 
@@ -767,14 +645,17 @@ def _add_bound_cost(p, iwae_k: int) -> None:
                         f"class) (default {DEFAULT_BOUND_STEPS})")
 
 
-def _add_config_source(p) -> None:
-    """Where a run's config comes from: the model's and data set's defaults, then --config, then --set."""
-    p.add_argument("model", help="a name from `genzoo models`")
-    p.add_argument("--data", required=True, help="a name from `genzoo data list`, or folder:PATH for a folder of "
-                   "images")
+def _add_config_source(p, named_in_config: bool = False) -> None:
+    """Where a run's config comes from: the model's and data set's defaults, then --config, then --set.
+    ``named_in_config``: the model and --data may instead be named by the --config file (model_name:, data:)."""
+    either = " (or model_name: in --config)" if named_in_config else ""
+    p.add_argument("model", nargs="?" if named_in_config else None, help=f"a name from `genzoo models`{either}")
+    p.add_argument("--data", required=not named_in_config, help="a name from `genzoo data list`, or folder:PATH for "
+                   "a folder of images" + (" (or data: in --config)" if named_in_config else ""))
     p.add_argument("--image-size", type=int, help="folder:PATH: square side the images are resized to (default 32)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="folder:PATH: 3 (RGB, default) or 1 (grayscale)")
-    p.add_argument("--config", help="YAML file of config keys (flat, or under model: / train:)")
+    p.add_argument("--config", help="YAML file of config keys (flat, or under model: / train:)" +
+                   (", which may name the model and the data set (model_name:, data:)" if named_in_config else ""))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     p.add_argument("--steps", type=int, help="training steps (train.steps)")
     _add_seed(p, "the run: init, data order, every draw (train.seed)", default=None)
@@ -792,7 +673,7 @@ def _data_args(s) -> None:
 
 
 def _train_args(s) -> None:
-    _add_config_source(s)
+    _add_config_source(s, named_in_config=True)
     _add_out(s, "run folder (default: runs/MODEL-DATA, numbered if it exists)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     s.add_argument("--overwrite", action="store_true", help="replace an existing run folder")

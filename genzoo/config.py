@@ -22,7 +22,7 @@ class TrainConfig:
     steps: int = 6000                  # optimiser steps; each of the model's phases steps once per step
     batch_size: int = 128              # global batch, split evenly across data-parallel ranks
     lr: float = 1e-3                   # Adam learning rate, every phase
-    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_betas: tuple[float, float] = (0.9, 0.999)   # Adam's (beta1, beta2), every phase
     lr_warmup_steps: int = 0           # linear warm-up of the learning rate from 0 over this many steps
     lr_decay: str = "none"             # "none", or "cosine": decay to 0 at the last step (after the warm-up)
     weight_decay: float = 0.0          # Adam's L2 term
@@ -197,3 +197,75 @@ def read_yaml(path: str | Path) -> dict:
         else:
             out[key] = value
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# experiment files: a model, a data set and their config keys in one YAML file
+
+EXPERIMENT_KEYS = ("model_name", "data")   # top-level keys that name what to train rather than set a config key
+
+
+def read_experiment(path: str | Path) -> tuple[str | None, str | None, dict]:
+    """(model name, data set, config keys) of a YAML file. ``model_name:`` and ``data:`` at the top level name
+    the model and the data set (either may be missing); every other key is read as ``read_yaml`` reads it. A
+    run's config.json has this layout, so it is an experiment file too (its genzoo_version is ignored)."""
+    keys = read_yaml(path)
+    keys.pop("genzoo_version", None)
+    named = []
+    for key in EXPERIMENT_KEYS:
+        value = keys.pop(key, None)
+        if value is not None and not isinstance(value, str):
+            raise GenzooError(f"Config file {path}: {key} must be a name, got {value!r}.")
+        named.append(value)
+    if "model" in keys:    # `model:` is the section of model keys; a model is named with model_name:
+        raise GenzooError(f"Config file {path}: `model:` holds the model's config keys as a section; name the "
+                          f"model with `model_name: {keys['model']}`.")
+    return named[0], named[1], keys
+
+
+def field_comments(cls) -> dict[str, list[str]]:
+    """The comment lines beside each field of dataclass ``cls`` in its source: the inline ``# ...`` of the field's
+    line and the comment-only lines that continue it, e.g. {"steps": ["optimiser steps; ..."]}."""
+    import inspect
+    import io
+    import tokenize
+    fields = {f.name for f in dataclasses.fields(cls)}
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):      # a class defined where its source cannot be read
+        return {}
+    out: dict[str, list[str]] = {}
+    current, line_start = None, True
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.NAME and line_start:
+            current = tok.string if tok.string in fields and tok.start[1] > 0 else None
+        if tok.type == tokenize.COMMENT and current is not None:
+            out.setdefault(current, []).append(tok.string.lstrip("#").strip())
+        if tok.type not in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+            line_start = tok.type == tokenize.NEWLINE
+    return out
+
+
+def _yaml_value(value) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return yaml.safe_dump({"v": value}, default_flow_style=True, width=math.inf).strip()[len("{v: "):-1]
+
+
+def config_yaml(model_name: str, data: str, model_cfg, train_cfg: TrainConfig) -> str:
+    """A resolved (model config, training config) as an experiment file for ``genzoo train --config``: the
+    model and the data set by name, then every key under ``model:`` and ``train:`` with the comment its
+    dataclass field carries. Reading it back gives the same configs."""
+    lines = [f"# genzoo experiment: {model_name} on {data}. Train it with `genzoo train --config FILE`;",
+             "# every key may also be set with --set KEY=VALUE (docs/training.md).",
+             f"model_name: {_yaml_value(model_name)}", f"data: {_yaml_value(data)}"]
+    for section, cfg in (("model", model_cfg), ("train", train_cfg)):
+        comments = field_comments(type(cfg))
+        rows = [(f"  {f.name}: {_yaml_value(getattr(cfg, f.name))}", comments.get(f.name, []))
+                for f in dataclasses.fields(cfg)]
+        width = max(len(text) for text, _ in rows) + 2
+        lines.append(f"{section}:")
+        for text, notes in rows:
+            lines.append(f"{text:<{width}}# {notes[0]}" if notes else text)
+            lines.extend(f"{'':<{width}}# {note}" for note in notes[1:])
+    return "\n".join(lines) + "\n"

@@ -34,7 +34,7 @@ __all__ = ["train", "TrainConfig", "RunState", "Best", "Monitor", "SampleGrids",
 
 
 class _CallableModule(types.ModuleType):
-    def __call__(self, model: str, data, out=None, **kwargs):
+    def __call__(self, model: str | None = None, data=None, out=None, **kwargs):
         """``genzoo.train(model, data, out=None, ...)``: see ``genzoo.runs.train_model``."""
         from ..runs import train_model
         return train_model(model, data, out, **kwargs)

@@ -239,7 +239,7 @@ def _restore(s: RunState, state: dict) -> None:
         if summary.get("step") == s.step:
             if dd.main:
                 tqdm.write(f"{run_dir} is complete: step {s.step} of {cfg.steps} ({summary.get('status')}). "
-                           "Raise --steps or max_train_minutes to train further.", file=sys.stderr)
+                           "Raise steps or max_train_minutes to train further.", file=sys.stderr)
             s.complete, s.summary = True, {**summary, "already_complete": True}
 
 

@@ -117,6 +117,25 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     print("summary:      " + json.dumps(shown))
 
 
+def cmd_config(args) -> int:
+    """The config a run would train with, as an experiment file (YAML, each key commented) for --config."""
+    from .config import config_yaml
+    from .runs import data_name, names_from_files, resolve_config
+    files = [args.config] if args.config else []
+    model, data = names_from_files(files, args.model, args.data)
+    data = data_name(data, args.image_size, args.channels)
+    model_cfg, train_cfg = resolve_config(model, data, config_files=files, overrides=_train_overrides(args))
+    text = config_yaml(model, data, model_cfg, train_cfg)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}; train it with: genzoo train --config {out}", file=sys.stderr)
+    return 0
+
+
 def _parse_labels(text: str | None, n: int, model, flag: str = "--labels"):
     import torch
     if text is None:
@@ -680,6 +699,11 @@ def _train_args(s) -> None:
     _add_progress(s)
 
 
+def _config_args(s) -> None:
+    _add_config_source(s, named_in_config=True)
+    _add_out(s, "write the YAML to this file (default: print it)")
+
+
 def _sample_args(s) -> None:
     s.add_argument("run", help="run folder")
     _add_n(s, 64, "number of images (default 64)")
@@ -842,6 +866,8 @@ COMMANDS = (   # name, handler, its arguments, help, more add_parser keywords
     ("models", cmd_models, None, "list the registered models", {}),
     ("data", cmd_data, _data_args, "prepare or list data sets", {}),
     ("train", cmd_train, _train_args, "train a model into a run folder", {}),
+    ("config", cmd_config, _config_args, "print the config a run would train with, as YAML with each key's "
+     "comment: edit it and pass it to train --config", {}),
     ("sample", cmd_sample, _sample_args, "draw samples from a trained run", {}),
     ("interpolate", cmd_interpolate, _interpolate_args, "walk the latent space between two images or two seeds: a "
      "strip PNG and a GIF", {}),
@@ -888,8 +914,13 @@ def _in_flags(message: str, flags: dict[str, str]) -> str:
     """A library error in the command line's words: a parameter it names (at the start of a clause, or anywhere
     when it is snake_case) becomes the flag that sets it."""
     for param, flag in flags.items():
+        message = re.sub(rf"(?<![\w.-]){re.escape(param)}=True\b", flag, message)     # resume=True -> --resume
+        message = re.sub(rf"(?<![\w.-]){re.escape(param)}=(?=\S)", f"{flag} ", message)  # out=... -> --out ...
         before = r"(?<![\w.-])" if "_" in param else r"(?:^|(?<=; )|(?<=: )|(?<=\. ))"
         message = re.sub(before + re.escape(param) + r"(?=[\s,;:)])", flag, message)
+    # a parameter listed after a flag: "--image-size and channels" -> "--image-size and --channels"
+    message = re.sub(r"(--[\w-]+(?:,| and| or) )(\w+)(?=[\s,;:)])",
+                     lambda m: m.group(1) + flags.get(m.group(2), m.group(2)), message)
     return re.sub(r"(--[\w-]+) \(\1\)", r"\1", message)     # "noise_std (--noise-std)" -> "--noise-std"
 
 

@@ -262,3 +262,31 @@ def test_every_documented_command_line_parses():
                 except SystemExit:
                     bad.append(f"{path.name}: {s}")
     assert seen > 40 and not bad, bad
+
+
+# -- genzoo config
+
+def test_config_prints_the_resolved_config_that_train_reads_back(tmp_path, capsys):
+    sets = [*tiny_args("vae"), "--set", "lr=2e-3", "--steps", "2", "--seed", "5"]
+    assert main(["config", "vae", "--data", "digits", *sets]) == 0
+    text = capsys.readouterr().out
+    assert "model_name: vae" in text and "data: digits" in text
+    assert "  lr: 0.002" in text and "  steps: 2 " in text and "# optimiser steps" in text   # each key's comment
+    assert main(["config", "vae", "--data", "digits", *sets, "--out", str(tmp_path / "exp.yaml")]) == 0
+    assert (tmp_path / "exp.yaml").read_text() == text
+    # the printed experiment fed back to train gives the config.json that the same flags give
+    assert main(["train", "--config", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "a"),
+                 "--no-progress"]) == 0
+    assert main(["train", "vae", "--data", "digits", *sets, "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    a, b = (json.loads((tmp_path / k / "config.json").read_text()) for k in "ab")
+    assert a == b and a["train"]["steps"] == 2 and a["model"]["width"] == 8
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["vae", "--data", "digits", "--set", "latnt_dim=3"], "'latnt_dim'"),
+    (["vae", "--data", "digits", "--image-size", "16"], "--image-size and --channels convert a folder:PATH data set"),
+    (["--data", "digits"], "Name the model"),
+])
+def test_config_errors_name_the_flag_or_key(argv, message, capsys):
+    assert main(["config", *argv]) == 2
+    assert message in _err(capsys)

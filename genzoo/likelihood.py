@@ -67,15 +67,7 @@ def estimator_of(model, *, k: int | None = None, steps: int | None = None,
     if not declared.knob:
         raise GenzooError(f"{purpose} is not possible with this {type(model).__name__}: its bound has no chosen cost "
                           "(no k or steps keyword), and its one bound costs the model's full bound for every image.")
-    value = {"k": k, "steps": steps}.get(declared.knob)
-    value = declared.knob_default if value is None else value
-    if value is None:
-        return declared.estimator, {}
-    top = declared.knob_max
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (top and value > top):
-        what = "the IWAE k" if declared.estimator == "iwae" else f"the bound's {declared.knob}"
-        raise GenzooError(f"{what} must be an integer between 1 and {top or 'inf'}, got {value!r}.")
-    return declared.estimator, {declared.knob: int(value)}
+    return declared.estimator, declared.cost({"k": k, "steps": steps}.get(declared.knob))
 
 
 def describe(estimator_name: str, cost: dict, target: str = "log p(x)") -> str:

@@ -190,7 +190,7 @@ def test_classify_errors_are_one_clear_line(runs, capsys):
              ("cvae", ["--image", str(runs / "missing.png")], "does not exist"),
              ("cvae", ["--test", "--n", "0"], "between 1 and 300"),
              ("cvae", ["--test", "--noise-std", "-1"], "noise std"),
-             ("cvae", ["--test", "--iwae-k", "0"], "IWAE k")]
+             ("cvae", ["--test", "--iwae-k", "0"], "k must be an integer between 1 and 100000")]
     for run, argv, reason in cases:
         assert main(["classify", str(runs / run), *argv, "--no-progress"]) == 2, argv
         assert reason in _one_error(capsys.readouterr().err), argv

@@ -27,12 +27,6 @@ ALL_METRICS = ("fid", "kid", "pr", "score", "nll", "cas", "inception_fid")
 DEFAULT_METRICS = ("fid", "kid", "pr", "score", "nll", "cas")   # inception_fid (5.7 G mult-adds an image): by name
 
 
-def generate(model, n: int, seed: int, batch_size: int = 500, labels: torch.Tensor | None = None,
-             progress: bool = True, on_batch=None, sample_kwargs: dict | None = None) -> None:
-    """``genzoo.sampling.sample_batches`` under its old name, kept while tests/test_data_colour.py calls it."""
-    sample_batches(model, n, seed, batch_size, labels, progress, on_batch, sample_kwargs)
-
-
 def sample_features(model, classifier: Classifier, n: int, seed: int, batch_size: int = 500,
                     labels: torch.Tensor | None = None, progress: bool = True):
     """(features (n, D), probabilities (n, C)) of n seeded samples under the frozen classifier."""

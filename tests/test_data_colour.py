@@ -516,7 +516,7 @@ def test_gan_on_a_folder_scored_in_a_user_feature_network(tmp_path, cache, capsy
     from torch import nn
 
     from genzoo import load, metrics
-    from genzoo.evaluate import generate
+    from genzoo.sampling import sample_batches
     from genzoo.feature_net import load_feature_net, save_feature_net
 
     folder = tmp_path / "photos"
@@ -558,7 +558,7 @@ def test_gan_on_a_folder_scored_in_a_user_feature_network(tmp_path, cache, capsy
     # the same FID by hand: the 24 seeded samples and the 7 held-out images in the network's features
     model = load(run)
     chunks = []
-    generate(model, 24, 0, 10, progress=False, on_batch=lambda x, _: chunks.append(x))
+    sample_batches(model, 24, 0, 10, progress=False, on_batch=lambda x, _: chunks.append(x))
     scaled = lambda x: net((x - 0.5) / 0.25).detach()
     test = load_split(config["data"], "test")
     assert len(test) == 7

@@ -126,7 +126,7 @@ class Validation(Monitor):
             if stop_early:
                 tqdm.write(f"early stop at step {s.step}: {key} has not improved on {best.value:.4g} "
                            f"(step {best.step}) in {best.bad_evals} validations", file=sys.stderr)
-        s.early_stop, = any_rank(s.dd, stop_early)     # every rank leaves the loop together
+        s.early_stop = any_rank(s.dd, stop_early)[0]     # every rank leaves the loop together
 
     def on_end(self, s: RunState) -> None:
         if s.dd.main:

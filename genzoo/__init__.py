@@ -12,10 +12,8 @@ def load(run_dir, ema: bool = True, device="cpu"):
     return _load(run_dir, ema=ema, device=device)
 
 
-def __getattr__(name: str):
-    # genzoo.train, imported on first use: the training package, itself callable as
-    # genzoo.train(model, data, out=None, **config_keys) -> run folder (genzoo/runs.py, train_model)
-    if name == "train":
-        import importlib
-        return importlib.import_module(".train", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def train(model: str | None = None, data=None, out=None, **kwargs):
+    """Train ``model`` on ``data`` into the run folder ``out`` and return that folder, resolving configs exactly
+    as ``genzoo train`` does (genzoo.trainer.runs.train_model, docs/python-api.md)."""
+    from .trainer.runs import train_model
+    return train_model(model, data, out, **kwargs)

@@ -47,7 +47,7 @@ def cmd_data(args) -> int:
     return 0
 
 
-# -- train: a thin wrapper over genzoo.runs, which resolves configs and run folders for the Python API too
+# -- train: a thin wrapper over genzoo.trainer.runs, which resolves configs and run folders for the Python API too
 
 # the library's spelling of a parameter in its errors -> the command line's
 _TRAIN_WORDS = {"resume=True": "--resume", "overwrite=True": "--overwrite", "out=...": "--out",
@@ -68,14 +68,14 @@ def _train_overrides(args) -> dict:
 
 
 def _data_name(args) -> str:
-    """--data as the run records it (genzoo.runs.data_name)."""
-    from .runs import data_name
+    """--data as the run records it (genzoo.trainer.runs.data_name)."""
+    from .trainer.runs import data_name
     return data_name(args.data, args.image_size, args.channels)
 
 
 def _resolve_configs(args, run_dir: Path):
-    """The configs ``genzoo train`` resolves for ``args`` (genzoo.runs.resolve_config)."""
-    from .runs import resolve_config
+    """The configs ``genzoo train`` resolves for ``args`` (genzoo.trainer.runs.resolve_config)."""
+    from .trainer.runs import resolve_config
     return resolve_config(args.model, args.data, config_files=[args.config] if args.config else [],
                           overrides=_train_overrides(args), resume_from=run_dir if args.resume else None)
 
@@ -120,7 +120,7 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
 def cmd_config(args) -> int:
     """The config a run would train with, as an experiment file (YAML, each key commented) for --config."""
     from .config import config_yaml
-    from .runs import data_name, names_from_files, resolve_config
+    from .trainer.runs import data_name, names_from_files, resolve_config
     files = [args.config] if args.config else []
     model, data = names_from_files(files, args.model, args.data)
     data = data_name(data, args.image_size, args.channels)

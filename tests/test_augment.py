@@ -56,7 +56,7 @@ def test_the_run_records_its_subset_and_trains_on_exactly_it(runs):
 
 
 def test_validation_is_carved_from_the_subset(tmp_path):
-    from genzoo.train import split_validation
+    from genzoo.trainer import split_validation
     assert main(["train", "vae", "--steps", "2", "--out", str(tmp_path / "v"), "--set", "train_subset=100",
                  "--set", "val_every_steps=2", *_COMMON, *tiny_args("vae")]) == 0
     state = torch.load(tmp_path / "v" / "trainer_state.pt", weights_only=True)

@@ -1,5 +1,5 @@
 """Experiment files: config_yaml writes a resolved config with each key's comment, and reading it back (--config,
-genzoo.runs.resolve_config) gives the same configs; a file may name the model and the data set."""
+genzoo.trainer.runs.resolve_config) gives the same configs; a file may name the model and the data set."""
 import json
 
 import pytest
@@ -9,7 +9,7 @@ from genzoo.cli import main
 from genzoo.config import TrainConfig, config_yaml, field_comments, read_experiment
 from genzoo.errors import GenzooError
 from genzoo.models import MODELS, default_config
-from genzoo.runs import resolve_config
+from genzoo.trainer.runs import resolve_config
 from helpers import tiny_args
 
 

@@ -21,7 +21,7 @@ from genzoo.data import load_split
 from genzoo.models import build_model, default_config
 from genzoo.models.flow import (ActNorm, Coupling, Flow, FlowConfig, InvConv1x1, Preprocess, Prior, Split,
                                 Squeeze)
-from genzoo.train import BatchSampler, ema_update
+from genzoo.trainer import BatchSampler, ema_update
 from helpers import tiny_config
 
 PRESETS = ("realnvp", "glow")

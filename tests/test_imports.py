@@ -95,7 +95,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def _is_trainer(name: str) -> bool:
-    return name == "genzoo.train" or name.startswith("genzoo.train.") or name.startswith("genzoo.train_")
+    return name == "genzoo.trainer" or name.startswith("genzoo.trainer.")
 
 
 def test_the_package_has_no_import_cycle():

@@ -264,8 +264,8 @@ def test_shift_augment_changes_the_batches_reproducibly_and_resumes_exactly(tmp_
 
 
 def test_fit_steps_plans_the_steps_the_budget_holds_and_leaves_the_run_unchanged(tmp_path, monkeypatch, capsys):
-    import genzoo.train.steps
-    monkeypatch.setattr(genzoo.train.steps, "PROBE_SECONDS", 0.5)
+    import genzoo.trainer.steps
+    monkeypatch.setattr(genzoo.trainer.steps, "PROBE_SECONDS", 0.5)
     run = tmp_path / "fit"
     assert _train(run, "vae", steps=100_000, extra=["--set", "max_train_minutes=0.05", "--set", "fit_steps=true"]) == 0
     assert "steps/s on this machine" in capsys.readouterr().err

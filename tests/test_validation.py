@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 import genzoo
-import genzoo.train
+import genzoo.trainer
 from genzoo import checkpoint as ckpt
 from genzoo.cli import main
 from genzoo.config import TrainConfig
@@ -45,20 +45,20 @@ def _scripted(monkeypatch, values):
     def metric(model, val):
         calls.append(val.key)
         return values[len(calls) - 1]
-    monkeypatch.setattr(genzoo.train.monitors, "validation_metric", metric)
+    monkeypatch.setattr(genzoo.trainer.monitors, "validation_metric", metric)
     return calls
 
 
 def test_split_is_seeded_disjoint_and_sized_as_documented():
-    tr, va = genzoo.train.split_validation(60_000)
+    tr, va = genzoo.trainer.split_validation(60_000)
     assert len(va) == 5000 and len(tr) == 55_000
     assert torch.equal(torch.cat([tr, va]).sort().values, torch.arange(60_000))
-    tr2, va2 = genzoo.train.split_validation(60_000)
+    tr2, va2 = genzoo.trainer.split_validation(60_000)
     assert torch.equal(va, va2) and torch.equal(tr, tr2)
-    assert len(genzoo.train.split_validation(1497)[1]) == 149            # digits: 10%
-    assert len(genzoo.train.split_validation(1497, val_size=300)[1]) == 300
+    assert len(genzoo.trainer.split_validation(1497)[1]) == 149            # digits: 10%
+    assert len(genzoo.trainer.split_validation(1497, val_size=300)[1]) == 300
     with pytest.raises(GenzooError, match="val_size"):
-        genzoo.train.split_validation(100, val_size=100)
+        genzoo.trainer.split_validation(100, val_size=100)
     with pytest.raises(ValueError, match="early_stop_patience"):
         TrainConfig(early_stop_patience=3)
 
@@ -111,12 +111,12 @@ def test_validation_images_never_enter_a_training_batch(tmp_path, monkeypatch):
         splits.append(split)
         return ImageData(images=images.clone(), labels=torch.zeros(n, dtype=torch.long), num_classes=0,
                          name=name, split=split)
-    monkeypatch.setattr(genzoo.train.state, "load_split", fake_split)
+    monkeypatch.setattr(genzoo.trainer.state, "load_split", fake_split)
     register_model("test-recorder", Recorder, description="records the indices it trains and validates on")
     SEEN["train"].clear(), SEEN["eval"].clear()
     cfg = TrainConfig(steps=12, batch_size=100, val_every_steps=4, coverage_every_steps=0, final_eval=False,
                       log_every_steps=4)
-    summary = genzoo.train.train(tmp_path / "run", "test-recorder", "digits", RecorderConfig(), cfg, progress=False)
+    summary = genzoo.trainer.train(tmp_path / "run", "test-recorder", "digits", RecorderConfig(), cfg, progress=False)
     val_idx = torch.load(tmp_path / "run" / ckpt.STATE, weights_only=True)["validation"]["indices"]
     trained = torch.cat(SEEN["train"])
     assert len(val_idx) == 100                                          # 10% of 1000
@@ -205,7 +205,7 @@ def test_validation_metric_is_logged_kept_in_best_and_leaves_training_unchanged(
     assert (best["step"], best["value"]) == min(vals, key=lambda sv: sv[1])
     if model == "vae":   # recompute the negative ELBO of best/'s EMA weights on the held-out images
         from genzoo.likelihood import mean_bound
-        _, val_idx = genzoo.train.split_validation(len(load_split("digits").images))
+        _, val_idx = genzoo.trainer.split_validation(len(load_split("digits").images))
         images = load_split("digits").images[val_idx]
         value = -mean_bound(genzoo.load(tmp_path / "v" / "best"), images, "elbo", seed=0, progress=False)
         assert value == pytest.approx(best["value"], rel=1e-6)
@@ -216,7 +216,7 @@ def test_a_model_without_a_validation_metric_is_refused_before_anything_is_writt
         raise GenzooError(f"genzoo ships no feature classifier for {name!r}")
     monkeypatch.setattr("genzoo.classifier.load_frozen", no_classifier)
     with pytest.raises(GenzooError, match="val_every_steps needs a validation metric"):
-        genzoo.train.train(tmp_path / "run", "dcgan", "digits", _tiny_dcgan(),
+        genzoo.trainer.train(tmp_path / "run", "dcgan", "digits", _tiny_dcgan(),
                            TrainConfig(steps=4, batch_size=32, val_every_steps=2))
     assert not (tmp_path / "run").exists()
 

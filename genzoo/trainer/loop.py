@@ -31,7 +31,7 @@ def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: 
           resume: bool = False, progress: bool = True) -> dict:
     """Train ``model_name`` on ``data_name`` into ``run_dir``; returns a summary dict.
 
-    The run folder must already be chosen by the caller (``genzoo.runs`` refuses to overwrite one);
+    The run folder must already be chosen by the caller (``genzoo.trainer.runs`` refuses to overwrite one);
     with ``resume`` the model, EMA, optimisers, RNG and data order continue from trainer_state.pt.
     """
     run_dir = Path(run_dir)

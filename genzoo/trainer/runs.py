@@ -22,8 +22,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from .config import TrainConfig, apply_overrides, read_experiment
-from .errors import GenzooError
+from ..config import TrainConfig, apply_overrides, read_experiment
+from ..errors import GenzooError
 
 # the keys a resume may change: how long the run trains, how often it logs and checks itself, its threads
 RESUME_MAY_CHANGE = ("steps", "log_every_steps", "sample_every_steps", "ckpt_every_steps", "coverage_every_steps",
@@ -51,7 +51,7 @@ def resolve_config(model: str, data: str, *, config_files=(), overrides: dict | 
     value; a key in both configs is written model.KEY or train.KEY). ``resume_from`` (a run folder) starts from
     the config that run recorded instead, and only the RESUME_MAY_CHANGE keys may differ from it. Unknown keys,
     ill-typed values and a model the data cannot feed raise GenzooError naming the key."""
-    from .models import model_entry
+    from ..models import model_entry
     model_entry(model)                    # an unknown name fails first, listing the valid ones
     keys = {}
     for path in config_files:
@@ -72,8 +72,8 @@ def _agree(path, file_key: str, in_file: str | None, param: str, given: str | No
 
 
 def _new_config(model: str, data: str, keys: dict):
-    from .data import dataset_info, load_split
-    from .models import default_config, default_train_overrides
+    from ..data import dataset_info, load_split
+    from ..models import default_config, default_train_overrides
     images = load_split(data, "train")
     c, h, w = images.images.shape[1:]
     if h != w:
@@ -94,8 +94,8 @@ def _new_config(model: str, data: str, keys: dict):
 
 
 def _resumed_config(model: str, data: str, run_dir: Path, keys: dict):
-    from .checkpoint import config_from_dict, read_config
-    from .models import model_entry
+    from ..checkpoint import config_from_dict, read_config
+    from ..models import model_entry
     saved = read_config(run_dir)
     if saved["model_name"] != model or saved["data"] != data:
         raise GenzooError(f"{run_dir} holds {saved['model_name']} on {saved['data']}, not {model} on {data}.")
@@ -114,7 +114,7 @@ def _resumed_config(model: str, data: str, run_dir: Path, keys: dict):
 
 def _refuse_conditional(model_name: str, model_cfg, data: str, num_classes: int) -> None:
     import torch
-    from .models import build_model
+    from ..models import build_model
     why = "has no class labels" if num_classes == 0 else "has a single class"
     fix = ("put the images in one subfolder per class, or choose an unconditional model (`genzoo models`)"
            if data.startswith("folder") else "choose an unconditional model (`genzoo models`)")
@@ -131,7 +131,7 @@ def data_name(data, image_size: int | None = None, channels: int | None = None) 
     """``data`` as a run records it: a registered name; folder:PATH made absolute, ``image_size`` and
     ``channels`` folded in (they convert folder images only); an in-memory set's memory:HASH. Tensors, a pair
     (images, labels) or a torch Dataset are registered as an in-memory set (genzoo/data/memory.py)."""
-    from .data import DATASETS, check_name, dataset_info, folder_name, is_memory_name, name_for, parse_folder_name
+    from ..data import DATASETS, check_name, dataset_info, folder_name, is_memory_name, name_for, parse_folder_name
     if not isinstance(data, str):
         return name_for(data, "data")
     if is_memory_name(data):
@@ -169,7 +169,7 @@ def choose_run_dir(model: str, data: str, out: str | Path | None = None, resume:
     """``out``, else runs/MODEL-DATA (numbered -2, -3, ... when it exists, except to resume it)."""
     if out is not None:
         return Path(out)
-    from .data import short_name
+    from ..data import short_name
     base = Path("runs") / f"{model}-{short_name(data)}"
     if resume:
         return base
@@ -184,7 +184,7 @@ def resume_point(run_dir: Path) -> str:
     """What resuming finds in ``run_dir``: "checkpoint"; "config" (a run stopped before its first checkpoint:
     config.json alone is worth keeping); or "nothing" (no folder, an empty one, or only the temporary file of a
     config.json whose writing was stopped)."""
-    from .checkpoint import CONFIG, STATE
+    from ..checkpoint import CONFIG, STATE
     if (run_dir / STATE).exists():
         return "checkpoint"
     if (run_dir / CONFIG).exists():
@@ -197,8 +197,8 @@ def resume_point(run_dir: Path) -> str:
 def clear_for_restart(run_dir: Path) -> None:
     """Empty a run folder that holds no checkpoint yet, keeping its config.json (and the images of an in-memory
     data set): the logs, grids and temporary files of the stopped attempt would otherwise mix with the new one's."""
-    from .checkpoint import CONFIG
-    from .data import DATA_FILE
+    from ..checkpoint import CONFIG
+    from ..data import DATA_FILE
     for p in run_dir.iterdir() if run_dir.exists() else ():
         if p.name not in (CONFIG, DATA_FILE):
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
@@ -207,7 +207,7 @@ def clear_for_restart(run_dir: Path) -> None:
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     """A new run's folder must be missing or empty; ``overwrite`` deletes a previous run there (never a folder
     that is not a run)."""
-    from .checkpoint import CONFIG
+    from ..checkpoint import CONFIG
     if not (run_dir.exists() and any(run_dir.iterdir())):
         return
     if not overwrite:
@@ -237,7 +237,7 @@ def plan_run(model: str | None, data, *, out=None, config_files=(), overrides: d
     ``overwrite`` deletes a previous run there; ``resume`` continues the checkpoint there, starts a run that has
     none at step 0 (with its recorded config if it has one), and refuses a folder that is not a run. Only the
     main process (RANK 0) changes the folder."""
-    from .models import model_entry
+    from ..models import model_entry
     model, data = names_from_files(config_files, model, data)
     model_entry(model)     # fail fast on an unknown name
     data = data_name(data, image_size, channels)
@@ -261,7 +261,7 @@ def plan_run(model: str | None, data, *, out=None, config_files=(), overrides: d
 
 def run(plan: RunPlan, progress: bool = True) -> dict:
     """Train the planned run; its summary (summary.json's contents)."""
-    from .train import train
+    from .loop import train
     _note(f"training {plan.model_name} on {plan.data_name} -> {plan.run_dir}")
     return train(plan.run_dir, plan.model_name, plan.data_name, plan.model_cfg, plan.train_cfg,
                  resume=plan.resume, progress=progress)

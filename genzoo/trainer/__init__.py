@@ -1,6 +1,8 @@
-"""Training: ``genzoo.train("vae", data="digits", out="runs/x", steps=300)`` trains a model into a run
-folder and returns its path (``genzoo.runs.train_model``, docs/python-api.md); this package is that
-call and the one training loop behind it and ``genzoo train``.
+"""Training: the one training loop behind ``genzoo train`` and ``genzoo.train(...)``, and the run
+planning both share.
+
+  runs.py         ``train_model`` (``genzoo.train``): names, configs and the run folder resolved as
+                  ``genzoo train`` resolves them (``resolve_config``), then the loop
 
   loop.py         ``train(run_dir, model_name, data_name, model_cfg, train_cfg)``: the loop, in labelled
                   paragraphs, and the run's one teardown
@@ -9,15 +11,8 @@ call and the one training loop behind it and ``genzoo train``.
   validation.py   the held-out split and its metric
   steps.py        one optimiser step, the EMA, the seeded data order, the step-rate probe of fit_steps
   distributed.py  torchrun: the process group and the decisions every rank takes together
-
-The package itself is callable so that ``genzoo.train(...)`` (the function users call) and
-``from genzoo.train import train`` (the loop) both hold: a module named ``train`` inside the
-package ``genzoo`` would otherwise replace a function of that name as soon as it is imported.
 """
 from __future__ import annotations
-
-import sys
-import types
 
 from ..config import TrainConfig
 from .distributed import Dist, setup_distributed
@@ -32,12 +27,3 @@ __all__ = ["train", "TrainConfig", "RunState", "Best", "Monitor", "SampleGrids",
            "make_autocast", "probe_steps_per_s", "PROBE_SECONDS", "Dist", "setup_distributed", "ValidationSet",
            "make_validation", "split_validation", "validation_metric"]
 
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, model: str | None = None, data=None, out=None, **kwargs):
-        """``genzoo.train(model, data, out=None, ...)``: see ``genzoo.runs.train_model``."""
-        from ..runs import train_model
-        return train_model(model, data, out, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -81,7 +81,7 @@ def _resolve_configs(args, run_dir: Path):
 
 
 def cmd_train(args) -> int:
-    from . import runs
+    from .trainer import runs
     try:
         plan = runs.plan_run(args.model, args.data, out=args.out, config_files=[args.config] if args.config else [],
                              overrides=_train_overrides(args), resume=args.resume, overwrite=args.overwrite,

@@ -22,8 +22,8 @@ from ..data import balanced_subset, load_split, record_in_run
 from ..errors import GenzooError
 from ..hardware import resolve_bf16
 from ..models import build_model
-from . import steps
 from .distributed import Dist, all_gather_rng
+from .steps import BatchSampler, make_autocast, probe_steps_per_s
 from .validation import ValidationSet, make_validation, split_validation
 
 
@@ -91,16 +91,16 @@ class RunState:
     model: torch.nn.Module
     ema: torch.nn.Module | None          # the sampling weights when ema_decay > 0
     optimizers: dict                     # phase -> Adam
-    sampler: steps.BatchSampler
+    sampler: BatchSampler
     val_indices: torch.Tensor | None     # the held-out split (indices into the train split), validation on
     val_set: ValidationSet | None
     net: torch.nn.Module | None = None   # the model, or its DDP wrapper
     autocast: object = None
     log: RunLog | None = None
     step: int = 0
-    wall_before: float = 0.0             # training seconds of the run before this session (a resume)
+    wall_before: float = 0.0             # training seconds of the run before this process started (a resume)
     monitor_wall_s: float = 0.0          # of train_wall_s: sample grids, coverage checks, validation
-    t_start: float = 0.0                 # perf_counter when this session's loop began
+    t_start: float = 0.0                 # perf_counter when this process's loop began
     best: Best = dataclasses.field(default_factory=Best)
     sums: dict = dataclasses.field(default_factory=dict)   # key -> summed loss tensors since the last log line
     n_acc: int = 0                       # steps in those sums
@@ -129,7 +129,7 @@ class RunState:
 
     @property
     def wall_s(self) -> float:
-        """Training seconds of the whole run so far, every session of it."""
+        """Training seconds of the whole run so far, every resumed part of it."""
         return self.wall_before + time.perf_counter() - self.t_start
 
 
@@ -173,14 +173,14 @@ def start_run(run_dir: Path, model_name: str, data_name: str, model_cfg, cfg: Tr
     optimizers = {ph: torch.optim.Adam(model.phase_parameters(ph), lr=cfg.lr * model.phase_lr_scale(ph),
                                        betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
                   for ph in model.phases}
-    sampler = steps.BatchSampler(len(images), cfg.batch_size, cfg.seed)
+    sampler = BatchSampler(len(images), cfg.batch_size, cfg.seed)
     # the validation metric (before anything is written: a model may have no metric here)
     val_set = make_validation(model, data_name, val_images, val_labels, cfg, dd.device) \
         if val_idx is not None else None
     torch.manual_seed(cfg.seed * 7919 + 1 + dd.rank)   # model noise: its own stream per rank
     s = RunState(run_dir=run_dir, model_name=model_name, data_name=data_name, cfg=cfg, dd=dd, progress=progress,
                  images=images, labels=labels, model=model, ema=ema, optimizers=optimizers, sampler=sampler,
-                 val_indices=val_idx, val_set=val_set, autocast=steps.make_autocast(cfg.bf16, dd.device),
+                 val_indices=val_idx, val_set=val_set, autocast=make_autocast(cfg.bf16, dd.device),
                  summary={"run_dir": str(run_dir), "status": "running"})
     if resume:
         _restore(s, saved)
@@ -246,7 +246,7 @@ def _restore(s: RunState, state: dict) -> None:
 def _fit_steps(s: RunState) -> None:
     """Lower ``steps`` to what max_train_minutes holds at this machine's measured step rate."""
     cfg, dd = s.cfg, s.dd
-    rate = steps.probe_steps_per_s(s.model, s.ema, cfg, s.images, s.labels, dd.device, steps.PROBE_SECONDS)
+    rate = probe_steps_per_s(s.model, s.ema, cfg, s.images, s.labels, dd.device)
     # the whole budget: a probe that guessed too fast is stopped by max_train_minutes a little before its end
     fitted = torch.tensor([min(cfg.steps, max(1, int(rate * 60 * cfg.max_train_minutes)))])
     if dd.world > 1:    # every rank must plan the same steps: the slowest one's

@@ -72,10 +72,11 @@ def make_autocast(bf16: bool, device: torch.device):
 
 
 def probe_steps_per_s(model, ema, cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, device,
-                      seconds: float) -> float:
+                      seconds: float | None = None) -> float:
     """Training steps per second of this run on this machine: every phase with its repeats, then the EMA update,
     timed on copies of the model and fresh optimisers, on random batches, with the RNG forked, so the run itself
     starts exactly as it would without the probe. Ten warm-up steps, then at least five for ``seconds``."""
+    seconds = PROBE_SECONDS if seconds is None else seconds      # read at call time: a test shortens it
     model, ema = copy.deepcopy(model).train(), copy.deepcopy(ema) if ema is not None else None
     opts = {ph: torch.optim.Adam(model.phase_parameters(ph), lr=cfg.lr * model.phase_lr_scale(ph),
                                  betas=cfg.adam_betas) for ph in model.phases}

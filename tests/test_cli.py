@@ -188,7 +188,7 @@ def test_commands_run_on_the_device_they_are_given(run, tmp_path, capsys):
 
 def test_ema_and_no_ema_choose_the_weights(run, tmp_path):
     import torch
-    from genzoo.cli import _load
+    from genzoo.cli.common import _load
     p = build_parser()
     ema = _load(p.parse_args(["sample", str(run), "--out", "x.png", "--ema"]))
     raw = _load(p.parse_args(["sample", str(run), "--out", "x.png", "--no-ema"]))

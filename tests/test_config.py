@@ -92,7 +92,8 @@ def test_experiment_file_errors_say_what_to_write(tmp_path, capsys):
 
 
 def test_command_line_and_python_resolve_the_same_config(tmp_path):
-    from genzoo.cli import _resolve_configs, build_parser
+    from genzoo.cli import build_parser
+    from genzoo.cli.training import _resolve_configs
     args = build_parser().parse_args(["train", "vae", "--data", "digits", "--steps", "7", "--set", "lr=3e-3",
                                       *tiny_args("vae")])
     assert _resolve_configs(args, tmp_path) == resolve_config("vae", "digits", overrides={

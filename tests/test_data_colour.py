@@ -419,7 +419,7 @@ def test_unlabelled_folder_split_cache_and_errors(tmp_path, cache, monkeypatch, 
 
 def _resolve(name: str, data_name: str, tmp_path: Path, *extra: str):
     # what `genzoo train NAME --data DATA ...` does before training: the data name, then the configs
-    from genzoo.cli import _data_name, _resolve_configs
+    from genzoo.cli.training import _data_name, _resolve_configs
     args = build_parser().parse_args(["train", name, "--data", data_name, *tiny_args(name), *extra])
     args.data = _data_name(args)
     return _resolve_configs(args, tmp_path / "run")

@@ -208,12 +208,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     except (RuntimeError, TypeError):
         raise GenzooError(f"unknown device {device!r}; use cpu, cuda or cuda:N.") from None
     if dev.type not in ("cpu", "cuda"):
-        raise GenzooError(f"device {device!r} is not supported; use cpu, cuda or cuda:N.")
+        raise GenzooError(f"the device {device!r} is not supported; use cpu, cuda or cuda:N.")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise GenzooError(f"device {device!r} asked for, but this PyTorch sees no CUDA GPU.")
+            raise GenzooError(f"the device {device!r} was asked for, but this PyTorch sees no CUDA GPU.")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise GenzooError(f"device {device!r} asked for, but this machine has {torch.cuda.device_count()} "
+            raise GenzooError(f"the device {device!r} was asked for, but this machine has {torch.cuda.device_count()} "
                               "CUDA GPU(s).")
     return dev
 

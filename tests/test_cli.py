@@ -146,7 +146,8 @@ def test_sample_from_a_folder_that_is_not_a_run(tmp_path, capsys):
 COMPUTING = {"sample": ["--out", "x.png"], "interpolate": ["--seeds", "1,2", "--out", "x.png"],
              "restore": ["--image", "a.png", "--out", "x.png"],
              "edit": ["--image", "a.png", "--from-label", "0", "--to-label", "1", "--out", "x.png"],
-             "eval": [], "classify": ["--test"], "augment": ["--n-real", "10"], "ood": ["--ood-data", "mnist"]}
+             "eval": [], "report": [], "classify": ["--test"], "augment": ["--n-real", "10"],
+             "ood": ["--ood-data", "mnist"]}
 
 
 def _option(command: str, flag: str):
@@ -184,6 +185,15 @@ def test_commands_run_on_the_device_they_are_given(run, tmp_path, capsys):
     assert main(["eval", str(run), "--metrics", "nll", "--iwae-k", "2", "--device", "cpu", "--no-progress",
                  "--out", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["metrics"]
+
+
+def test_train_takes_a_device_and_refuses_a_bogus_one_before_making_the_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    tiny = ["--data", "digits", "--steps", "2", "--no-progress", "--set", "width=8", "--set", "latent_dim=4"]
+    assert main(["train", "vae", *tiny, "--out", str(out), "--device", "bogus"]) == 2
+    assert "--device: unknown device 'bogus'" in _err(capsys) and not out.exists()
+    assert main(["train", "vae", *tiny, "--out", str(out), "--device", "cpu"]) == 0
+    assert json.loads((out / "summary.json").read_text())["step"] == 2
 
 
 def test_ema_and_no_ema_choose_the_weights(run, tmp_path):

@@ -30,7 +30,7 @@ def cmd_eval(args) -> int:
 def cmd_report(args) -> int:
     from ..report import build_report
     out = build_report(args.run, args.out, n=args.n, seed=args.seed, ema=args.ema, method=args.map,
-                       batch_size=args.batch_size, progress=not args.no_progress)
+                       batch_size=args.batch_size, progress=not args.no_progress, device=args.device)
     print(f"wrote {out} (PNGs in {out.with_suffix('')})")
     return 0
 

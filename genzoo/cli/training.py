@@ -81,7 +81,7 @@ def cmd_train(args) -> int:
         for words, flag in _TRAIN_WORDS.items():
             message = message.replace(words, flag)
         raise GenzooError(message) from None
-    summary = runs.run(plan, progress=not args.no_progress)
+    summary = runs.run(plan, progress=not args.no_progress, device=args.device)
     if _rank() == 0:
         _print_summary(summary, plan.run_dir)
     return 0

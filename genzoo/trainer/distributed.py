@@ -10,6 +10,8 @@ import threading
 import torch
 import torch.distributed as dist
 
+from ..checkpoint import resolve_device
+
 
 @dataclasses.dataclass
 class Dist:
@@ -22,12 +24,16 @@ class Dist:
         return self.rank == 0
 
 
-def setup_distributed() -> Dist:
-    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, NCCL on GPU)."""
+def setup_distributed(device: str | None = None) -> Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, NCCL on GPU). ``device``: None takes the
+    GPU where one is visible, else the CPU; "cpu" keeps to the CPU; "cuda" or "cuda:N" needs a GPU (under torchrun
+    each rank takes the GPU of its LOCAL_RANK, so N is for a single process)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local)
+    wanted = None if device is None else resolve_device(device)
+    if wanted is None and torch.cuda.is_available() or wanted is not None and wanted.type == "cuda":
+        index = wanted.index if wanted is not None and wanted.index is not None and world == 1 else local
+        device = torch.device("cuda", index)
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")

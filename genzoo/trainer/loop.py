@@ -28,14 +28,15 @@ from .steps import ema_update, optimiser_step
 
 
 def train(run_dir: str | Path, model_name: str, data_name: str, model_cfg, cfg: TrainConfig, *,
-          resume: bool = False, progress: bool = True) -> dict:
+          resume: bool = False, progress: bool = True, device: str | None = None) -> dict:
     """Train ``model_name`` on ``data_name`` into ``run_dir``; returns a summary dict.
 
     The run folder must already be chosen by the caller (``genzoo.trainer.runs`` refuses to overwrite one);
-    with ``resume`` the model, EMA, optimisers, RNG and data order continue from trainer_state.pt.
+    with ``resume`` the model, EMA, optimisers, RNG and data order continue from trainer_state.pt. ``device``:
+    None trains on the GPU where one is visible, else on the CPU; or "cpu", "cuda", "cuda:N".
     """
     run_dir = Path(run_dir)
-    dd = setup_distributed()
+    dd = setup_distributed(device)
     s, together = None, True
     try:
         cfg = run_config(cfg, dd)

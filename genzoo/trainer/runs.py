@@ -259,16 +259,18 @@ def plan_run(model: str | None, data, *, out=None, config_files=(), overrides: d
     return RunPlan(run_dir, model, data, model_cfg, train_cfg, resume=point == "checkpoint")
 
 
-def run(plan: RunPlan, progress: bool = True) -> dict:
-    """Train the planned run; its summary (summary.json's contents)."""
+def run(plan: RunPlan, progress: bool = True, device: str | None = None) -> dict:
+    """Train the planned run on ``device`` (None: a GPU where one is visible); its summary (summary.json's
+    contents)."""
     from .loop import train
     _note(f"training {plan.model_name} on {plan.data_name} -> {plan.run_dir}")
     return train(plan.run_dir, plan.model_name, plan.data_name, plan.model_cfg, plan.train_cfg,
-                 resume=plan.resume, progress=progress)
+                 resume=plan.resume, progress=progress, device=device)
 
 
 def train_model(model: str | None = None, data=None, out: str | Path | None = None, *, config=None,
-                resume: bool = False, overwrite: bool = False, progress: bool = True, **overrides) -> Path:
+                resume: bool = False, overwrite: bool = False, progress: bool = True, device: str | None = None,
+                **overrides) -> Path:
     """Train ``model`` on ``data`` into the run folder ``out`` and return that folder; ``genzoo.train``.
 
     model      a name from ``genzoo models``
@@ -281,6 +283,7 @@ def train_model(model: str | None = None, data=None, out: str | Path | None = No
     config     a YAML experiment file, or a list of them, applied in turn; one may name model and data
     resume     continue the run in ``out`` from its checkpoint (or start it if it has none)
     overwrite  replace a previous run in ``out``
+    device     where it trains: "cpu", "cuda", "cuda:N"; None: a GPU where one is visible, else the CPU
     **overrides  config keys, applied last: steps=300, lr=2e-3, latent_dim=16, **{"model.width": 8}
 
     The configs resolve exactly as ``genzoo train`` resolves them (``resolve_config``), so the same keys on the
@@ -289,5 +292,5 @@ def train_model(model: str | None = None, data=None, out: str | Path | None = No
     files = [] if config is None else [config] if isinstance(config, (str, Path)) else list(config)
     plan = plan_run(model, data, out=out, config_files=files, overrides=overrides, resume=resume,
                     overwrite=overwrite)
-    run(plan, progress=progress)
+    run(plan, progress=progress, device=device)
     return plan.run_dir

@@ -170,11 +170,11 @@ def parse_set(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise GenzooError(f"--set expects key=value, got {pair!r}.")
+            raise GenzooError(f"pairs: each override is key=value, got {pair!r}.")
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            raise GenzooError(f"--set {key.strip()}: cannot parse value {raw!r}.") from None
+            raise GenzooError(f"pairs: cannot parse the value of {key.strip()}, {raw!r}, as YAML.") from None
     return out
 
 

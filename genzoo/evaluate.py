@@ -90,15 +90,15 @@ def _check_request(wanted, n: int, features, trust_features: bool, feature_net) 
     if unknown:
         raise GenzooError(f"Unknown metric {', '.join(unknown)}; choose from {', '.join(ALL_METRICS)}.")
     if not 2 <= n <= 1_000_000:
-        raise GenzooError(f"--n must be between 2 and 1000000, got {n}.")
+        raise GenzooError(f"n must be between 2 and 1000000, got {n}.")
     if features is not None and "inception_fid" not in wanted:
-        raise GenzooError("--features gives the InceptionV3 weights of inception_fid; add inception_fid to "
-                          "--metrics (e.g. --metrics fid,inception_fid).")
+        raise GenzooError("features gives the InceptionV3 weights of inception_fid; wanted must include "
+                          "inception_fid too.")
     if trust_features and features is None:
-        raise GenzooError("--trust-features applies to the weights given with --features; pass both.")
+        raise GenzooError("trust_features=True applies to the weights given with features=PATH; pass both.")
     if feature_net is not None and not any(m in wanted for m in ("fid", "kid", "pr")):
-        raise GenzooError("--feature-net gives the feature space of fid, kid and pr; ask for one of them "
-                          "(e.g. --metrics fid,kid,pr).")
+        raise GenzooError("feature_net gives the feature space of fid, kid and pr; wanted must include one of "
+                          "them.")
 
 
 def _refusals(model, name: str, wanted) -> dict[str, str]:
@@ -118,14 +118,21 @@ def _feature_networks(model, dataset: str, wanted, refused: dict, features, trus
     if "inception_fid" in wanted:
         if features is None:
             refused["inception_fid"] = ("needs local InceptionV3 weights, which genzoo never downloads: pass "
-                                        "--features PATH (docs/evaluation.md)")
+                                        "features=PATH (genzoo eval --features PATH; docs/evaluation.md)")
         else:   # a missing, unknown or malformed file stops here, before any sampling
             from .inception import load_inception
-            f.inception, f.inception_record = load_inception(features, trust=trust_features)
+            try:
+                f.inception, f.inception_record = load_inception(features, trust=trust_features)
+            except GenzooError as e:      # named as the caller passed it (load_inception's trust: trust_features)
+                raise GenzooError(f"features: {str(e).replace('trust=True', 'trust_features=True')}") from None
     if feature_net is not None:   # a missing or malformed network stops here, before any sampling
         from .feature_net import load_feature_net
         c = model.config
-        f.user_net, f.user_record = load_feature_net(feature_net, shape=(c.channels, c.image_size, c.image_size))
+        try:
+            f.user_net, f.user_record = load_feature_net(feature_net,
+                                                         shape=(c.channels, c.image_size, c.image_size))
+        except GenzooError as e:
+            raise GenzooError(f"feature_net: {e}") from None
     f.wanted = [m for m in ("fid", "kid", "pr", "score", "cas") if m in wanted and m not in refused]
     # fid/kid/pr live in the user's feature space when given one, else in the frozen classifier's
     need_classifier = [m for m in f.wanted if m in ("score", "cas") or f.user_net is None]
@@ -267,8 +274,9 @@ def _no_classifier_reason(metric: str, dataset: str) -> str:
     from .classifier import ASSETS
     shipped = ", ".join(sorted(p.stem.removeprefix("classifier-") for p in ASSETS.glob("classifier-*.safetensors")))
     if metric in ("fid", "kid", "pr"):
-        return (f"genzoo ships no frozen classifier for {dataset} (only {shipped}): pass --feature-net PATH (your "
-                f"own feature network) or use --metrics inception_fid --features PATH (local InceptionV3 weights)")
+        return (f"genzoo ships no frozen classifier for {dataset} (only {shipped}): pass feature_net=PATH (your "
+                f"own feature network; genzoo eval --feature-net PATH) or ask for inception_fid with features=PATH "
+                f"(local InceptionV3 weights; genzoo eval --metrics inception_fid --features PATH)")
     what = "the classifier score" if metric == "score" else "CAS"
     return f"{what} needs genzoo's frozen classifier for the data set, shipped for {shipped} only, not {dataset}"
 

@@ -220,8 +220,9 @@ def load_feature_net(path: str | Path, shape: tuple[int, int, int] | None = None
     weights, decl = _paths(path)
     for p in (weights, decl):
         if not p.is_file():
-            raise GenzooError(f"No feature network file {p}: --feature-net takes NAME.safetensors with NAME.json "
-                              f"beside it (docs/evaluation.md; genzoo.feature_net.save_feature_net writes both).")
+            raise GenzooError(f"No feature network file {p}: a feature network is NAME.safetensors with its "
+                              f"declaration NAME.json beside it (docs/evaluation.md; "
+                              f"genzoo.feature_net.save_feature_net writes both).")
     spec = _read_spec(decl)
     c, s = spec["channels"], spec["image_size"]
     if shape is not None and tuple(shape) != (c, s, s):

@@ -299,22 +299,21 @@ def load_inception(path, *, trust: bool = False) -> tuple[InceptionV3, dict]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise GenzooError(f"No InceptionV3 weights at {path}. genzoo never downloads them itself: download "
-                          f"{_where_to_get()} and pass the file's path with --features.")
+                          f"{_where_to_get()} and pass that file's path.")
     if path.suffix.lower() not in (".pth", ".pt", ".safetensors"):
         raise GenzooError(f"{path.name}: InceptionV3 weights must be a .pth/.pt or .safetensors file.")
     sha = file_sha256(path)
     known = KNOWN_WEIGHTS.get(sha[:8])
     if known is None and not trust:
         raise GenzooError(f"{path.name} is not one of the two known InceptionV3 weight files (its sha256 begins "
-                          f"{sha[:8]}, not {' or '.join(KNOWN_WEIGHTS)}); pass --trust-features (trust=True in "
-                          f"Python) to use it anyway, recorded as unverified.")
+                          f"{sha[:8]}, not {' or '.join(KNOWN_WEIGHTS)}); pass trust=True to use it anyway, "
+                          f"recorded as unverified.")
     state = _read_state_dict(path)
     variant = _check_layout(state, path.name)
     verified = known is not None and known.variant == variant
     if not verified and not trust:                     # a known prefix on a file of the other layout
         raise GenzooError(f"{path.name}'s sha256 begins {sha[:8]} like {known.file}, but it holds the {variant} "
-                          f"layout; pass --trust-features (trust=True in Python) to use it anyway, recorded as "
-                          f"unverified.")
+                          f"layout; pass trust=True to use it anyway, recorded as unverified.")
     net = InceptionV3(variant)
     net.load_state_dict(state, strict=False)           # layout checked above; only counters may be missing
     net.eval().requires_grad_(False)

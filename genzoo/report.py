@@ -148,13 +148,13 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
 
     run_dir = Path(run_dir)
     if method not in MAP_METHODS:
-        raise GenzooError(f"--map takes {' or '.join(MAP_METHODS)}, got {method!r}.")
+        raise GenzooError(f"method takes {' or '.join(MAP_METHODS)}, got {method!r}.")
     if not 64 <= n <= 1_000_000:
-        raise GenzooError(f"--n must be between 64 and 1000000, got {n}.")
+        raise GenzooError(f"n must be between 64 and 1000000, got {n}.")
     config = read_config(run_dir)
     out = Path(out) if out is not None else run_dir / "report.html"
     if out.suffix.lower() not in (".html", ".htm"):
-        raise GenzooError(f"--out is the report's .html file, got {out}.")
+        raise GenzooError(f"out is the report's .html file, got {out}.")
     folder = out.with_suffix("")
     folder.mkdir(parents=True, exist_ok=True)
     dataset = config["data"]

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from genzoo.cli import main
-from genzoo.config import TrainConfig, config_yaml, field_comments, read_experiment
+from genzoo.config import TrainConfig, config_yaml, field_comments, parse_set, read_experiment
 from genzoo.errors import GenzooError
 from genzoo.models import MODELS, default_config
 from genzoo.trainer.runs import resolve_config
@@ -89,6 +89,16 @@ def test_experiment_file_errors_say_what_to_write(tmp_path, capsys):
     bad.write_text("model_name: [vae]\n")
     assert main(["train", "--config", str(bad), "--data", "digits"]) == 2
     assert "model_name must be a name" in _err(capsys)
+
+
+def test_a_malformed_override_names_the_parameter_in_python_and_the_flag_on_the_command_line(capsys):
+    with pytest.raises(GenzooError, match="pairs: each override is key=value, got 'lr'"):
+        parse_set(["lr"])
+    with pytest.raises(GenzooError, match="pairs: cannot parse the value of lr"):
+        parse_set(["lr=[1"])
+    for command in ("train", "config"):
+        assert main([command, "vae", "--data", "digits", "--set", "lr"]) == 2
+        assert "--set: each override is key=value, got 'lr'" in _err(capsys)
 
 
 def test_command_line_and_python_resolve_the_same_config(tmp_path):

@@ -166,7 +166,7 @@ def test_cifar10_bad_checksum_is_refused_and_leaves_nothing(tmp_path, cache, mon
     monkeypatch.setenv("GENZOO_CIFAR10_MIRROR", (tmp_path / "site").as_uri())
     with pytest.raises(GenzooError) as err:
         prepare("cifar10", source="download", progress=False)
-    assert f"expected {data._CIFAR10_MD5}" in str(err.value) and "--trust-archive" in str(err.value)
+    assert f"expected {data._CIFAR10_MD5}" in str(err.value) and "trust_archive=" in str(err.value)
     assert list(cache.rglob("*")) == []
     # the same for a copy placed by hand: refused, the user's file kept, nothing added
     monkeypatch.setenv("GENZOO_CIFAR10_ARCHIVE", str(tmp_path / "site" / "cifar-10-python.tar.gz"))

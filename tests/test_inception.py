@@ -193,7 +193,7 @@ def test_a_known_sha256_prefix_is_verified(weights, monkeypatch, small_input):
 
 
 def test_unverified_missing_and_malformed_files_are_refused(weights, tmp_path):
-    with pytest.raises(GenzooError, match="--trust-features") as e:
+    with pytest.raises(GenzooError, match="pass trust=True") as e:
         load_inception(weights["fid_st"])
     assert "not one of the two known" in str(e.value)
     with pytest.raises(GenzooError) as e:
@@ -247,7 +247,7 @@ def test_python_api(weights, small_input, monkeypatch):
     assert metrics.inception_fid(a, b, weights=weights["fid"], trust=True) == 1.5
     (fa, fb), = spy.calls
     assert torch.equal(fa, inception.inception_features(net, a)) and torch.equal(fb, inception.inception_features(net, b))
-    with pytest.raises(GenzooError, match="--trust-features"):
+    with pytest.raises(GenzooError, match="pass trust=True"):
         metrics.inception_fid(a, b, weights=weights["fid"])
     with pytest.raises(GenzooError, match="dataset=NAME"):
         metrics.inception_fid(a, weights=weights["fid"], trust=True)
@@ -302,9 +302,18 @@ def test_eval_refuses_bad_weights_before_sampling(run, weights, tmp_path, capsys
     assert _eval(run, out, *args) == 2
     err = " ".join(capsys.readouterr().err.split())                            # unwrap the paragraph
     assert {"missing": "never downloads", "wrong keys": "not an InceptionV3 state dict",
-            "unverified": "pass --trust-features", "no metric": "add inception_fid to --metrics",
+            "unverified": "pass --trust-features", "no metric": "--metrics must include inception_fid",
             "trust alone": "pass both"}[case] in err
     assert not out.exists()
+
+
+def test_evaluate_run_names_its_own_parameters(run, weights, tmp_path):
+    with pytest.raises(GenzooError, match=r"^features: .*pass trust_features=True"):
+        evaluate.evaluate_run(run, ("inception_fid",), n=20, progress=False, features=weights["fid_st"])
+    with pytest.raises(GenzooError, match=r"^features: No InceptionV3 weights"):
+        evaluate.evaluate_run(run, ("inception_fid",), n=20, progress=False, features=tmp_path / "nope.pth")
+    with pytest.raises(GenzooError, match=r"^trust_features=True applies to the weights given with features="):
+        evaluate.evaluate_run(run, ("inception_fid",), n=20, progress=False, trust_features=True)
 
 
 def test_eval_computes_inception_fid_with_trusted_weights(run, weights, tmp_path, monkeypatch, capsys, small_input):

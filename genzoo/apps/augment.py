@@ -126,7 +126,8 @@ def augmentation_gain(run_dir: str | Path, n_real: int, *, seeds=(0, 1, 2), gen_
     trained_on = run_train_size(config, len(train))
     if n_real != trained_on:
         raise GenzooError(f"{run_dir} was trained on {trained_on} real images, not {n_real}: train the model on the "
-                          f"same n with `genzoo train {name} --data {dataset} --set train_subset={n_real}`.")
+                          f"same n with the training key train_subset={n_real}, e.g. `genzoo train {name} --data "
+                          f"{dataset} --set train_subset={n_real}`.")
     idx = balanced_subset(train.labels, n_real, train.num_classes)
     n_gen = max(1, round(gen_ratio * n_real))
     base = dataclasses.replace(recipe or RecipeConfig(), seed=0)

@@ -93,6 +93,7 @@ def _add_config_source(p, named_in_config: bool = False) -> None:
     p.add_argument("--config", help="YAML file of config keys (flat, or under model: / train:)" +
                    (", which may name the model and the data set (model_name:, data:)" if named_in_config else ""))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+    p.set_defaults(params={"pairs": "--set"})                        # genzoo.config.parse_set(pairs)
     p.add_argument("--steps", type=int, help="training steps (train.steps)")
     _add_seed(p, "the run: init, data order, every draw (train.seed)", default=None)
 

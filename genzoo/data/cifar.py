@@ -76,7 +76,8 @@ def _cifar10(ctx: BuildContext) -> _Splits:
     placed = ctx.root / "downloads" / CIFAR10_ARCHIVE
     hint = (f"fetch {_CIFAR10_MIRRORS[0]}{CIFAR10_ARCHIVE} (MD5 {_CIFAR10_MD5}) where the network "
             f"is open and place it at {placed}, or point GENZOO_CIFAR10_ARCHIVE at it (an archive "
-            f"with another MD5 is used only with `genzoo data prepare cifar10 --trust-archive PATH`)")
+            f"with another MD5 is used only with trust_archive=PATH, `genzoo data prepare cifar10 "
+            f"--trust-archive PATH`)")
     return _first_source("cifar10", {"local": local, "download": download}, ctx.source, hint,
                          ctx.progress)
 
@@ -96,8 +97,8 @@ def _cifar10_from_file(path: Path, ctx: BuildContext, *, trusted: bool,
     verified = md5 == _CIFAR10_MD5
     if not verified and not trusted:
         raise GenzooError(f"{what} has MD5 {md5}, expected {_CIFAR10_MD5} (the official "
-                          f"{CIFAR10_ARCHIVE}); it was not opened. If you trust this file, run "
-                          f"`genzoo data prepare cifar10 --trust-archive {path}`.")
+                          f"{CIFAR10_ARCHIVE}); it was not opened. If you trust this file, pass "
+                          f"trust_archive={path} (`genzoo data prepare cifar10 --trust-archive {path}`).")
     if not verified and ctx.progress:
         print(f"genzoo: warning: {what} is not the official {CIFAR10_ARCHIVE} (MD5 {md5}, official "
               f"{_CIFAR10_MD5}); using it because you trust it, recorded in source.json.",

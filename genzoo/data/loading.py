@@ -66,8 +66,8 @@ def prepare(name: str, *, source: str = "auto", root: Path | None = None,
     spec = parse_folder_name(name)
     if spec is not None:
         if source != "auto" or trust_archive is not None:
-            raise GenzooError(f"{spec.name} is read from its folder: it takes no --source or "
-                              f"--trust-archive.")
+            raise GenzooError(f"{spec.name} is read from its folder: it takes no trust_archive or source other "
+                              f"than 'auto'.")
         return _folder_arrays(spec, root, True, progress)[1]
     info = _info(name)
     if source not in info.sources:
@@ -76,11 +76,11 @@ def prepare(name: str, *, source: str = "auto", root: Path | None = None,
                           f"the default (auto).")
     if trust_archive is not None:
         if info.archive is None:
-            raise GenzooError(f"{name} is not built from an archive; --trust-archive applies to "
+            raise GenzooError(f"{name} is not built from an archive; trust_archive applies to "
                               f"{', '.join(n for n, i in _REGISTRY.items() if i.archive)}.")
         trust_archive = Path(trust_archive).expanduser()
         if not trust_archive.is_file():
-            raise GenzooError(f"--trust-archive {trust_archive}: no such file.")
+            raise GenzooError(f"trust_archive={trust_archive}: no such file.")
     folder = root / name
     if all((folder / f"{split}.npz").is_file() for split in SPLITS):
         if trust_archive is not None and progress:

@@ -139,10 +139,12 @@ def _fmt(v) -> str:
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10_000, seed: int = 0,
-                 ema: bool = True, method: str = "pca", batch_size: int = 500, progress: bool = True) -> Path:
+                 ema: bool = True, method: str = "pca", batch_size: int = 500, progress: bool = True,
+                 device: str = "cpu") -> Path:
     """Write the report of a run folder: ``out`` (default RUN/report.html) and its PNGs in the folder of the same
     name beside it (RUN/report/). ``n`` samples (seed ``seed``) enter the memorisation fraction and the map;
-    ``method`` is "pca" or "tsne" (scikit-learn) for the map. Returns the HTML path."""
+    ``method`` is "pca" or "tsne" (scikit-learn) for the map; ``device`` is where the model samples. Returns the
+    HTML path."""
     from .checkpoint import BEST_RECORD, load, read_best, read_config
     from .data import load_split
 
@@ -158,7 +160,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
     folder = out.with_suffix("")
     folder.mkdir(parents=True, exist_ok=True)
     dataset = config["data"]
-    model = load(run_dir, ema=ema)
+    model = load(run_dir, ema=ema, device=device)
     home = run_dir.parent if (run_dir / BEST_RECORD).exists() else run_dir    # RUN/best: RUN's log and summary
     summary = _read_json(home / "summary.json") or {}
     best = read_best(home)

@@ -112,6 +112,8 @@ def _train_args(s) -> None:
     _add_out(s, "run folder (default: runs/MODEL-DATA, numbered if it exists)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     s.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    s.add_argument("--device", default=None, help="where the model runs: cpu (default: a GPU where one is visible, "
+                   "else the CPU; under torchrun each rank takes its LOCAL_RANK's GPU), cuda or cuda:N")
     _add_progress(s)
 
 
@@ -213,6 +215,7 @@ def _report_args(s) -> None:
     _add_n(s, 10_000, "samples for the memorisation fraction and the feature map (default 10000)")
     s.add_argument("--map", default="pca", choices=["pca", "tsne"], help="2-D map of the features (default pca)")
     _add_ema(s)
+    _add_device(s)
     _add_seed(s, "the samples")
     _add_batch_size(s, 500)
     _add_progress(s)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import GenzooError
+from .hub import locate, zoo_names
 
 CONFIG, MODEL, EMA, STATE = "config.json", "model.safetensors", "ema.safetensors", "trainer_state.pt"
 BEST, BEST_RECORD = "best", "best.json"    # RUN/best/: the weights with the best validation metric
@@ -43,9 +44,14 @@ def write_config(run_dir: Path, config: dict) -> None:
 
 
 def read_config(run_dir: str | Path) -> dict:
+    """The config.json of a run folder, a zoo model (by name) or an exported model (hf://owner/name[@revision]),
+    whose manifest is checked first (genzoo.hub.locate)."""
+    ref, run_dir = run_dir, locate(run_dir)
     path = Path(run_dir) / CONFIG
     if not Path(run_dir).is_dir():
-        raise GenzooError(f"{run_dir} is not a run folder (no such directory).")
+        zoo = ", ".join(zoo_names())
+        raise GenzooError(f"{ref} is neither a run folder (no such directory) nor a zoo model"
+                          + (f" ({zoo})." if zoo else "."))
     try:
         config = json.loads(path.read_text())
     except FileNotFoundError:
@@ -228,12 +234,15 @@ def device_name(device: str | torch.device) -> str:
 
 
 def load(run_dir: str | Path, ema: bool = True, device: str | torch.device = "cpu"):
-    """Load a trained model from a run folder, EMA weights by default, in eval mode, on ``device``."""
+    """Load a trained model from a run folder, a zoo model by name or hf://owner/name[@revision] (genzoo.hub), EMA
+    weights by default, in eval mode, on ``device``."""
     from .models import build_model, model_entry
 
     device = resolve_device(device)
-    run_dir = Path(run_dir)
+    run_dir = locate(run_dir)
     config = read_config(run_dir)
+    if not ema and not (run_dir / MODEL).exists() and (run_dir / EMA).exists():
+        raise GenzooError(f"{run_dir} holds only its EMA weights (an exported model); load it with ema=True.")
     cls, _, _ = model_entry(config["model_name"])
     model = build_model(config["model_name"], config_from_dict(cls.Config, config["model"]))
     path = run_dir / EMA if ema and (run_dir / EMA).exists() else run_dir / MODEL

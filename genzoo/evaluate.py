@@ -18,6 +18,7 @@ from .classifier import Classifier, RecipeConfig, accuracy, load_frozen, predict
 from .data import load_split
 from .errors import GenzooError
 from .hardware import machine
+from .hub import locate
 from .likelihood import score_split, scoring_layout
 from .models.base import check_sample_options, require
 from .reference import classifier_hash
@@ -225,6 +226,7 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
     ``device`` runs the model there (sampling, the likelihood); feature networks stay on the CPU. A seed draws
     different images on a GPU than on the CPU, so the record names the device.
     """
+    run_dir = locate(run_dir)             # a run folder, a zoo model or hf://, its manifest checked
     _check_request(wanted, n, features, trust_features, feature_net)
     config = read_config(run_dir)
     dataset, name = config["data"], config["model_name"]

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from .errors import GenzooError
+from .hub import locate
 from .reference import classifier_hash, real_features
 from .sampling import balanced_labels, sample, sample_batches
 
@@ -148,7 +149,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
     from .checkpoint import BEST_RECORD, load, read_best, read_config
     from .data import load_split
 
-    run_dir = Path(run_dir)
+    run_dir = locate(run_dir)             # a run folder, a zoo model or hf://, its manifest checked
     if method not in MAP_METHODS:
         raise GenzooError(f"method takes {' or '.join(MAP_METHODS)}, got {method!r}.")
     if not 64 <= n <= 1_000_000:

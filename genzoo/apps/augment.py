@@ -31,6 +31,7 @@ from ..data import balanced_subset, load_split
 from ..errors import GenzooError
 from ..evaluate import cas
 from ..hardware import machine
+from ..hub import locate
 from ..models.base import check_sample_options
 from ..sampling import balanced_labels, sample_batches
 
@@ -113,6 +114,7 @@ def augmentation_gain(run_dir: str | Path, n_real: int, *, seeds=(0, 1, 2), gen_
     always train on the CPU, so the recipe is the same everywhere, but a seed draws other images on a GPU, so the
     report names the device.
     """
+    run_dir = locate(run_dir)             # a run folder, a zoo model or hf://, its manifest checked
     seeds = _check_request(seeds, gen_ratio, cas_n)
     device = resolve_device(device)
     config = read_config(run_dir)

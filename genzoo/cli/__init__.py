@@ -19,14 +19,15 @@ import textwrap
 
 from ..errors import GenzooError
 from .arguments import (EVAL_HELP, _augment_args, _classify_args, _config_args, _data_args, _edit_args, _eval_args,
-                        _interpolate_args, _ood_args, _report_args, _restore_args, _sample_args, _train_args)
+                        _export_args, _interpolate_args, _ood_args, _report_args, _restore_args, _sample_args, _train_args)
 from .generation import cmd_edit, cmd_interpolate, cmd_restore, cmd_sample
 from .scoring import cmd_augment, cmd_classify, cmd_eval, cmd_ood, cmd_report
-from .training import cmd_config, cmd_data, cmd_models, cmd_train
+from .training import cmd_config, cmd_data, cmd_export, cmd_models, cmd_train, cmd_zoo
 
 
 COMMANDS = (   # name, handler, its arguments, help, more add_parser keywords
     ("models", cmd_models, None, "list the registered models", {}),
+    ("zoo", cmd_zoo, None, "list the trained models that come with genzoo: load any by name", {}),
     ("data", cmd_data, _data_args, "prepare or list data sets", {}),
     ("train", cmd_train, _train_args, "train a model into a run folder", {}),
     ("config", cmd_config, _config_args, "print the config a run would train with, as YAML with each key's "
@@ -46,6 +47,8 @@ COMMANDS = (   # name, handler, its arguments, help, more add_parser keywords
      "classifier: p(y|x) of images, or test accuracy beside the discriminative classifier", {}),
     ("augment", cmd_augment, _augment_args, "augmentation gain: the fixed classifier recipe on n real images vs n "
      "real + generated, from a conditional model trained on the same n", {}),
+    ("export", cmd_export, _export_args, "write a run as a model folder to share (the zoo's format: EMA weights, "
+     "config, card, sha256 manifest)", {}),
     ("ood", cmd_ood, _ood_args, "out-of-distribution AUROC of a likelihood model: raw log p(x), the "
      "input-complexity correction, the typicality test", {}),
 )

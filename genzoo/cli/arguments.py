@@ -107,6 +107,14 @@ def _data_args(s) -> None:
                    "is not the published one (recorded as unverified in source.json)")
 
 
+def _export_args(s) -> None:
+    s.add_argument("run", help="run folder (or RUN/best)")
+    s.add_argument("dir", nargs="?", help="the model folder to write (or --out DIR)")
+    _add_out(s, "the model folder to write")
+    s.add_argument("--name", help="the model's name in its card (default: the --out folder's name)")
+    s.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+
+
 def _train_args(s) -> None:
     _add_config_source(s, named_in_config=True)
     _add_out(s, "run folder (default: runs/MODEL-DATA, numbered if it exists)")

@@ -75,12 +75,22 @@ def _check_png_outputs(*paths) -> None:
             raise GenzooError(f"{p}: --out and --compare are .png files.")
 
 
+def _home(run) -> Path:
+    """Where a command writes results by default: the run folder, or for a zoo or hf:// model (whose folder is
+    genzoo's or a download cache) the folder NAME-results in the current directory."""
+    from ..hub import is_reference
+    if not is_reference(run):
+        return Path(run)
+    return Path(str(run).removeprefix("hf://").replace("/", "--").replace("@", "--") + "-results")
+
+
 def _run_record(args, model_name: str) -> dict:
     from .. import __version__
     from ..checkpoint import device_name
     from ..hardware import machine
+    from ..hub import locate
     return {"model": model_name, "run": str(args.run), "genzoo_version": __version__,
-            "checkpoint": "ema" if args.ema and (Path(args.run) / "ema.safetensors").exists() else "raw",
+            "checkpoint": "ema" if args.ema and (locate(args.run) / "ema.safetensors").exists() else "raw",
             "device": device_name(args.device), "command": "genzoo " + " ".join(args.argv), "machine": machine()}
 
 

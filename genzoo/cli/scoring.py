@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import GenzooError
-from .common import _load, _parse_options, _run_record, _scoring_model, _write_json
+from .common import _home, _load, _parse_options, _run_record, _scoring_model, _write_json
 
 
 def cmd_eval(args) -> int:
@@ -21,7 +21,7 @@ def cmd_eval(args) -> int:
         raise GenzooError(str(e)) from None
     result["command"] = "genzoo " + " ".join(args.argv)
     print(format_table(result))
-    out = Path(args.out) if args.out else Path(args.run) / "eval.json"
+    out = Path(args.out) if args.out else _home(args.run) / "eval.json"
     write_result(result, out)
     print(f"wrote {out}")
     return 0 if result["metrics"] else 2
@@ -29,7 +29,8 @@ def cmd_eval(args) -> int:
 
 def cmd_report(args) -> int:
     from ..report import build_report
-    out = build_report(args.run, args.out, n=args.n, seed=args.seed, ema=args.ema, method=args.map,
+    out = build_report(args.run, args.out or _home(args.run) / "report.html", n=args.n, seed=args.seed,
+                       ema=args.ema, method=args.map,
                        batch_size=args.batch_size, progress=not args.no_progress, device=args.device)
     print(f"wrote {out} (PNGs in {out.with_suffix('')})")
     return 0
@@ -49,7 +50,7 @@ def _classify_test(args, model, config: dict) -> int:
         if "discriminative_thresholded_acc" in row:
             disc += f" (on the thresholded images {row['discriminative_thresholded_acc']:.4f})"
         print(f"  noise std {row['noise_std']:<5g} bayes_acc {row['bayes_acc']:.4f}{disc}")
-    _write_json(result, Path(args.out) if args.out else Path(args.run) / "classify.json")
+    _write_json(result, Path(args.out) if args.out else _home(args.run) / "classify.json")
     return 0
 
 
@@ -127,7 +128,7 @@ def cmd_augment(args) -> int:
     result["command"] = "genzoo " + " ".join(args.argv)
     _print_augment(result, seeds)
     out = Path(args.out) if args.out else \
-        Path(args.run).parent / f"augment-{config['model_name']}-{short_name(config['data'])}"
+        _home(args.run).parent / f"augment-{config['model_name']}-{short_name(config['data'])}"
     path, png = write_report(result, out)
     print(f"wrote {path} and {png}")
     return 0
@@ -176,5 +177,5 @@ def cmd_ood(args) -> int:
     result = {**_run_record(args, config["model_name"]), **result}
     _print_ood(result, config["model_name"])
     _write_json(result, Path(args.out) if args.out else
-                Path(args.run) / f"ood-{short_name(in_data)}-vs-{short_name(out_data)}.json")
+                _home(args.run) / f"ood-{short_name(in_data)}-vs-{short_name(out_data)}.json")
     return 0

@@ -1,4 +1,4 @@
-"""The commands that set up and train: models, data, train, config."""
+"""The commands that set up, train and share: models, zoo, data, train, config, export."""
 from __future__ import annotations
 
 import json
@@ -123,4 +123,33 @@ def cmd_config(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(f"wrote {out}; train it with: genzoo train --config {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    from ..hub import ZOO_DIR, zoo_names
+    names = zoo_names()
+    if not names:
+        print(f"no zoo models are installed (genzoo looks in {ZOO_DIR})")
+        return 0
+    rows = []
+    for name in names:
+        card = json.loads((ZOO_DIR / name / "card.json").read_text())
+        head = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in card["headline"].items())
+        mb = sum(p.stat().st_size for p in (ZOO_DIR / name).iterdir()) / 1e6
+        rows.append((name, card["family"], card["data"], "; ".join(card["capabilities"]), f"{mb:.1f} MB",
+                     head or "not scored yet"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) + "  " + r[5])
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ..export import export
+    if (args.dir is None) == (args.out is None):
+        raise GenzooError("give the model folder to write once: genzoo export RUN DIR (or --out DIR).")
+    out = export(args.run, args.dir or args.out, name=args.name, overwrite=args.overwrite)
+    print(f"wrote {out}: config.json, ema.safetensors, card.md, card.json and manifest.json (the sha256 of each); "
+          f"genzoo.load({str(out)!r}) loads it, and so does hf://OWNER/NAME once it is a Hub repository")
     return 0

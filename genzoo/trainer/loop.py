@@ -20,6 +20,7 @@ from tqdm import tqdm
 from .. import checkpoint as ckpt
 from ..config import TrainConfig
 from ..errors import GenzooError
+from ..hardware import machine
 from ..images import shift_images
 from .distributed import StopFlag, any_rank, mean_over_ranks, setup_distributed, shutdown
 from .monitors import Monitor, make_monitors
@@ -177,6 +178,8 @@ def finish(s: RunState, monitors: list[Monitor]) -> dict:
     summary["step"] = s.step
     summary["train_wall_s"] = round(s.wall_s, 2)               # every part of a resumed run
     summary["monitor_wall_s"] = round(s.monitor_wall_s, 2)     # of which: sample grids, coverage, validation
+    summary["machine"] = machine() if s.dd.device.type == "cpu" else \
+        f"{ckpt.device_name(s.dd.device)} x {s.dd.world}, {machine()}"                  # where this part ran
     if s.warm_step is not None and s.step > s.warm_step:
         summary["train_img_per_s"] = round((s.step - s.warm_step) * s.images_per_step
                                            / (time.perf_counter() - s.t_warm), 1)

@@ -1,0 +1,128 @@
+"""``genzoo export RUN DIR``: a run folder as a model folder to share, the format of genzoo's zoo.
+
+The folder holds config.json (the run's resolved config), ema.safetensors (the EMA weights, or the raw
+weights where the run kept no EMA), card.json and card.md (what the model is, what it can do, how it was
+trained and every metric its eval results hold, with their provenance), and manifest.json (each file's
+sha256 and size, checked whenever the folder is loaded: genzoo.hub.verify). Upload the folder as a
+Hugging Face model repository and ``genzoo.load("hf://owner/name@revision")`` loads it anywhere.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .errors import GenzooError
+from .hub import MANIFEST, write_manifest
+
+CARD_JSON, CARD_MD = "card.json", "card.md"
+HEADLINE = ("fid", "fid_ref", "kid", "precision", "recall", "score", "nll_nats", "elbo_nats", "bpd", "cas")
+
+
+def capability_words(caps) -> list[str]:
+    """A model's declaration in a few words, as `genzoo zoo` and the cards list it."""
+    words = ["sample"]
+    if caps.conditional:
+        words.append("classes")
+    if caps.likelihood.kind == "exact":
+        words.append("exact likelihood")
+    elif caps.likelihood.kind == "bound":
+        words.append(f"likelihood bound ({caps.likelihood.estimator})")
+    if caps.latents:
+        words.append("latents")
+    if caps.encode:
+        words.append("encode")
+    if caps.completion:
+        words.append(f"completion ({caps.completion})")
+    return words
+
+
+def _eval_records(run_dir: Path) -> list[dict]:
+    """The eval results in the run folder (eval.json, eval-*.json), newest metrics last."""
+    records = []
+    for path in sorted(run_dir.glob("eval*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
+            records.append({**record, "file": path.name})
+    return records
+
+
+def build_card(run_dir: Path, name: str, weights: str) -> dict:
+    """card.json's contents from a run folder: its config, summary and eval results."""
+    config = ckpt.read_config(run_dir)
+    model = ckpt.load(run_dir)
+    summary = {}
+    if (run_dir / "summary.json").is_file():
+        summary = json.loads((run_dir / "summary.json").read_text())
+    metrics, evals = {}, []
+    for record in _eval_records(run_dir):
+        metrics.update(record["metrics"])
+        evals.append({k: record.get(k) for k in ("file", "n_generated", "seed", "split", "checkpoint", "machine",
+                                                 "sample_options", "wall_s", "metrics", "refused")
+                      if record.get(k) is not None})
+    final = {k: summary[k] for k in ("elbo_nats", "elbo_bpd", "nll_nats", "bpd") if k in summary}
+    size = sum(p.numel() * p.element_size() for p in model.state_dict().values())
+    return {"name": name, "model_name": config["model_name"], "family": type(model).__name__,
+            "data": config["data"], "capabilities": capability_words(model.capabilities), "weights": weights,
+            "parameters": sum(p.numel() for p in model.parameters()), "weights_bytes": size,
+            "training": {"steps": summary.get("step"), "status": summary.get("status"),
+                         "train_wall_s": summary.get("train_wall_s"), "machine": summary.get("machine"),
+                         "command": f"genzoo train --config {name}/config.json",
+                         "config": {"model": config["model"], "train": config["train"]}},
+            "end_of_training": final,
+            "headline": {k: metrics[k] for k in HEADLINE if k in metrics},
+            "evaluations": evals}
+
+
+def card_markdown(card: dict) -> str:
+    """card.md: the card in words for people."""
+    t = card["training"]
+    lines = [f"# {card['name']}", "",
+             f"`{card['model_name']}` ({card['family']}) trained on `{card['data']}`; "
+             f"{card['parameters']:,} parameters, {card['weights']} weights.", "",
+             f"Can: {', '.join(card['capabilities'])}.", "", "## Training", "",
+             f"- steps: {t['steps']} ({t['status']}), training wall time {t['train_wall_s']} s",
+             f"- machine: {t.get('machine') or 'not recorded'}",
+             f"- reproduce: `{t['command']}` (the config below, every key)", ""]
+    if card["end_of_training"]:
+        lines += ["## End of training", ""] + [f"- {k}: {v}" for k, v in card["end_of_training"].items()] + [""]
+    lines += ["## Evaluation", ""]
+    if not card["evaluations"]:
+        lines += ["No eval results were in the run folder: run `genzoo eval` on the run before exporting it.", ""]
+    for e in card["evaluations"]:
+        lines.append(f"- `{e['file']}`: n = {e.get('n_generated')}, seed {e.get('seed')}, {e.get('split')} split, "
+                     f"{e.get('checkpoint')} weights, on {e.get('machine', 'an unrecorded machine')}")
+        lines += [f"  - {k}: {v:.4f}" if isinstance(v, float) else f"  - {k}: {v}" for k, v in e["metrics"].items()]
+        lines += [f"  - {k}: refused ({why})" for k, why in (e.get("refused") or {}).items()]
+    lines += ["", "Metric definitions: genzoo's docs/metrics.md.", ""]
+    return "\n".join(lines)
+
+
+def export(run_dir: str | Path, out: str | Path, name: str | None = None, overwrite: bool = False) -> Path:
+    """Write the model folder of ``run_dir`` into ``out`` (see the module docstring); returns ``out``."""
+    run_dir, out = Path(run_dir), Path(out)
+    ckpt.read_config(run_dir)                           # a run folder, or a clear error
+    weights = "ema" if (run_dir / ckpt.EMA).is_file() else "raw"
+    source = run_dir / (ckpt.EMA if weights == "ema" else ckpt.MODEL)
+    if not source.is_file():
+        raise GenzooError(f"{run_dir} holds no weights yet ({ckpt.MODEL}); train it first.")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise GenzooError(f"{out} exists and is not empty; pass overwrite=True to replace it.")
+        if not (out / MANIFEST).is_file():
+            raise GenzooError(f"refusing to overwrite {out}: it is not an exported model folder (no {MANIFEST}).")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    card = build_card(run_dir, name or out.name, weights)
+    config = json.loads((run_dir / ckpt.CONFIG).read_text())
+    config.pop("run_dir", None)
+    (out / ckpt.CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    shutil.copyfile(source, out / ckpt.EMA)
+    (out / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
+    (out / CARD_MD).write_text(card_markdown(card))
+    write_manifest(out, [ckpt.CONFIG, ckpt.EMA, CARD_JSON, CARD_MD])
+    return out

@@ -830,6 +830,35 @@ def summary_section(refs: dict, results: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def zoo_section(results: list[dict]) -> list[str]:
+    """The zoo (bench/zoo.py): each model's headline metrics beside the best FID of its family on its data set."""
+    zoo = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("zoo-*.json"))]
+    if not zoo:
+        return []
+    lines = ["## The zoo", "",
+             "The trained models that come with genzoo (docs/zoo.md), each made by `python bench/zoo.py NAME`: "
+             "trained by its recipe, scored by `genzoo eval` at n = 10,000 (EMA weights, seed 0), then exported. "
+             "Sampling: seconds to draw 16 images on the CPU after loading (load time apart). The last column is "
+             "the best FID its family has on that data set in the tables below.", "",
+             "| model | data | steps | train wall | FID | precision | recall | CAS | likelihood | load, 16 samples "
+             "| size | family's best FID: row |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for z in zoo:
+        m, card_data = z["metrics"], z["model"].split("-", 1)[1]
+        preset = z["model"].split("-")[0]
+        family = next(f for f, presets in FAMILIES.items() if preset in presets)
+        rows = [r for r in results if r["dataset"] == card_data and r["model"] in FAMILIES[family]]
+        best = best_fid(rows) if rows else None
+        cell = lambda k, f="{:.3f}": f.format(m[k]) if k in m else ""   # noqa: E731
+        like = likelihood_cell(m, preset, True) if "nll_nats" in m or "bpd" in m else ""
+        lines.append(f"| `{z['model']}` | {card_data} | {z['steps']} | {z['train_wall_s'] / 60:.1f} min | "
+                     f"{cell('fid')} | {cell('precision')} | {cell('recall')} | "
+                     f"{'%.2f%%' % (100 * m['cas']) if 'cas' in m else ''} | {like} | "
+                     f"{z['sampling']['load_s']:.2f} s, {z['sampling']['sample16_s']:.2f} s | "
+                     f"{z['weights_bytes'] / 1e6:.1f} MB | "
+                     f"{'%s: %.3f (n = %d)' % (best['label'], best['fid'], best['n']) if best else ''} |")
+    return lines + [""]
+
+
 def render() -> str:
     """BENCHMARKS.md's text, from the result files alone."""
     refs, results, apps = load_all()
@@ -846,6 +875,7 @@ def render() -> str:
            + (" Rows marked (gpu) were trained and scored on a GPU: " + "; ".join(gpus) + "."
               if gpus else ""), ""]
     out += summary_section(refs, results)
+    out += zoo_section(results)
     out += quality_section(refs, results)
     out += gan_section(refs, results)
     out += vae_section(results)

@@ -17,7 +17,7 @@ from .errors import GenzooError
 from .hub import MANIFEST, write_manifest
 
 CARD_JSON, CARD_MD = "card.json", "card.md"
-HEADLINE = ("fid", "fid_ref", "kid", "precision", "recall", "score", "nll_nats", "elbo_nats", "bpd", "cas")
+HEADLINE = ("fid", "fid_ref", "kid", "precision", "recall", "score", "nll_nats", "elbo_nats", "bpd", "iwae_k", "cas")
 
 
 def capability_words(caps) -> list[str]:

@@ -286,6 +286,28 @@ def test_the_summary_picks_each_familys_best_row_from_the_results(tmp_path, monk
     assert ("autoregressive", "MNIST") not in rows and ("GAN", "Fashion-MNIST") not in rows   # no rows, no line
 
 
+def test_the_zoo_section_sets_each_zoo_model_beside_its_familys_best_row(tmp_path, monkeypatch):
+    summarize = _summarize()
+    for name, r in {"cgan-mnist": dict(model="cgan", dataset="mnist", n_generated=10000, metrics={"fid": 0.39}),
+                    "dcgan-mnist": dict(model="dcgan", dataset="mnist", n_generated=10000, metrics={"fid": 4.3}),
+                    "zoo-cgan-mnist": dict(model="cgan-mnist", steps=10000, train_wall_s=630.0, weights_bytes=4.2e6,
+                                           sampling={"load_s": 0.05, "sample16_s": 0.012},
+                                           metrics={"fid": 0.41, "precision": 0.8, "recall": 0.6, "cas": 0.97}),
+                    "zoo-cvae-mnist": dict(model="cvae-mnist", steps=6000, train_wall_s=990.0, weights_bytes=3.1e6,
+                                           sampling={"load_s": 0.04, "sample16_s": 0.003},
+                                           metrics={"fid": 1.5, "nll_nats": 88.6, "iwae_k": 1000})}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+    monkeypatch.setattr(summarize, "RESULTS", tmp_path)
+    _, results, _ = summarize.load_all()
+    assert {r["model"] for r in results} == {"cgan", "dcgan"}        # zoo records are not benchmark rows
+    lines = summarize.zoo_section(results)
+    assert lines[0] == "## The zoo"
+    rows = [line for line in lines if line.startswith("| `")]
+    assert rows[0] == "| `cgan-mnist` | mnist | 10000 | 10.5 min | 0.410 | 0.800 | 0.600 | 97.00% |  | " \
+                      "0.05 s, 0.01 s | 4.2 MB | `cgan`: 0.390 (n = 10000) |"
+    assert "88.60 nats (IWAE k=1000, of x given y)" in rows[1] and rows[1].endswith("|  |")   # no VAE rows here
+
+
 def test_throughput_section_names_the_cpu_its_bf16_choice_and_rows_without_a_flop_count():
     r = {"command": "python bench/throughput.py", "steps_timed": 10, "matmul_2048_fp32_gflop_per_s": 100.0,
          "machine": "2-core Test CPU (no bf16 flags)", "device": "cpu", "bf16_auto": False,

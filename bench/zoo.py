@@ -90,14 +90,14 @@ def main() -> None:
         speed = sampling_time(run_dir)
         (run_dir / "eval-speed.json").write_text(json.dumps(speed, indent=2) + "\n")
         export = genzoo_cmd() + ["export", str(run_dir), str(ROOT / "genzoo" / "zoo" / name), "--name", name,
-                                 "--overwrite"]
+                                 "--use", purpose, "--overwrite"]
         run(export)
         grid = ROOT / "docs" / "images" / f"zoo-{name}.png"
         grid.parent.mkdir(parents=True, exist_ok=True)
         run(genzoo_cmd() + ["sample", name, "-n", "64", "--out", str(grid)])
         card = json.loads((ROOT / "genzoo" / "zoo" / name / "card.json").read_text())
         write_result(f"zoo-{name}", {
-            "model": name, "purpose": purpose, "machine": machine(), "command": " ".join(sys.argv),
+            "model": name, "purpose": purpose, "machine": machine(), "command": "python " + " ".join(sys.argv),
             "train_command": " ".join(train), "eval_command": " ".join(evaluate), "train_wall_s": round(train_s, 1),
             "eval_wall_s": round(eval_s, 1), "sampling": speed["metrics"], "metrics": card["headline"],
             "end_of_training": card["end_of_training"], "steps": card["training"]["steps"],

@@ -51,7 +51,21 @@ def _eval_records(run_dir: Path) -> list[dict]:
     return records
 
 
-def build_card(run_dir: Path, name: str, weights: str) -> dict:
+def known_limits(model, data: str) -> list[str]:
+    """What the model cannot be trusted for, from its declaration and its data."""
+    cfg, caps = model.config, model.capabilities
+    limits = [f"trained on {data} alone ({cfg.channels}x{cfg.image_size}x{cfg.image_size} images): on other images "
+              "its samples, scores and restorations mean nothing"]
+    if caps.likelihood.kind == "none":
+        limits.append(f"no likelihood ({caps.likelihood.reason}): no Bayes classifier, no OOD score")
+    elif caps.likelihood.kind == "bound":
+        limits.append("its likelihood is a bound, not the exact value (docs/metrics.md)")
+    if not caps.encode:
+        limits.append("no encoder: it cannot map a given image to its latent space")
+    return limits
+
+
+def build_card(run_dir: Path, name: str, weights: str, use: str = "") -> dict:
     """card.json's contents from a run folder: its config, summary and eval results."""
     config = ckpt.read_config(run_dir)
     model = ckpt.load(run_dir)
@@ -68,6 +82,7 @@ def build_card(run_dir: Path, name: str, weights: str) -> dict:
     size = sum(p.numel() * p.element_size() for p in model.state_dict().values())
     return {"name": name, "model_name": config["model_name"], "family": type(model).__name__,
             "data": config["data"], "capabilities": capability_words(model.capabilities), "weights": weights,
+            "intended_use": use or "not stated", "known_limits": known_limits(model, config["data"]),
             "parameters": sum(p.numel() for p in model.parameters()), "weights_bytes": size,
             "training": {"steps": summary.get("step"), "status": summary.get("status"),
                          "train_wall_s": summary.get("train_wall_s"), "machine": summary.get("machine"),
@@ -84,25 +99,29 @@ def card_markdown(card: dict) -> str:
     lines = [f"# {card['name']}", "",
              f"`{card['model_name']}` ({card['family']}) trained on `{card['data']}`; "
              f"{card['parameters']:,} parameters, {card['weights']} weights.", "",
-             f"Can: {', '.join(card['capabilities'])}.", "", "## Training", "",
+             f"Can: {', '.join(card['capabilities'])}.", "", "## Intended use", "", card["intended_use"], "",
+             "## Known limits", ""] + [f"- {line}" for line in card["known_limits"]] + ["", "## Training", "",
              f"- steps: {t['steps']} ({t['status']}), training wall time {t['train_wall_s']} s",
              f"- machine: {t.get('machine') or 'not recorded'}",
-             f"- reproduce: `{t['command']}` (the config below, every key)", ""]
+             f"- reproduce: `{t['command']}` (config.json holds every key)", ""]
     if card["end_of_training"]:
         lines += ["## End of training", ""] + [f"- {k}: {v}" for k, v in card["end_of_training"].items()] + [""]
     lines += ["## Evaluation", ""]
     if not card["evaluations"]:
         lines += ["No eval results were in the run folder: run `genzoo eval` on the run before exporting it.", ""]
     for e in card["evaluations"]:
-        lines.append(f"- `{e['file']}`: n = {e.get('n_generated')}, seed {e.get('seed')}, {e.get('split')} split, "
-                     f"{e.get('checkpoint')} weights, on {e.get('machine', 'an unrecorded machine')}")
+        facts = [f"n = {e['n_generated']}" if "n_generated" in e else "", f"seed {e['seed']}" if "seed" in e else "",
+                 f"{e['split']} split" if "split" in e else "", f"{e['checkpoint']} weights" if "checkpoint" in e else "",
+                 f"on {e.get('machine', 'an unrecorded machine')}"]
+        lines.append(f"- `{e['file']}`: " + ", ".join(f for f in facts if f))
         lines += [f"  - {k}: {v:.4f}" if isinstance(v, float) else f"  - {k}: {v}" for k, v in e["metrics"].items()]
         lines += [f"  - {k}: refused ({why})" for k, why in (e.get("refused") or {}).items()]
     lines += ["", "Metric definitions: genzoo's docs/metrics.md.", ""]
     return "\n".join(lines)
 
 
-def export(run_dir: str | Path, out: str | Path, name: str | None = None, overwrite: bool = False) -> Path:
+def export(run_dir: str | Path, out: str | Path, name: str | None = None, overwrite: bool = False,
+           use: str = "") -> Path:
     """Write the model folder of ``run_dir`` into ``out`` (see the module docstring); returns ``out``."""
     run_dir, out = Path(run_dir), Path(out)
     ckpt.read_config(run_dir)                           # a run folder, or a clear error
@@ -117,7 +136,7 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None, overwr
             raise GenzooError(f"refusing to overwrite {out}: it is not an exported model folder (no {MANIFEST}).")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    card = build_card(run_dir, name or out.name, weights)
+    card = build_card(run_dir, name or out.name, weights, use)
     config = json.loads((run_dir / ckpt.CONFIG).read_text())
     config.pop("run_dir", None)
     (out / ckpt.CONFIG).write_text(json.dumps(config, indent=2) + "\n")

@@ -112,6 +112,7 @@ def _export_args(s) -> None:
     s.add_argument("dir", nargs="?", help="the model folder to write (or --out DIR)")
     _add_out(s, "the model folder to write")
     s.add_argument("--name", help="the model's name in its card (default: the --out folder's name)")
+    s.add_argument("--use", default="", help="what the model is for, in a sentence, for its card")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .errors import GenzooError
+from .hub import sha256_file
 
 FORMAT = "genzoo-feature-net/1"
 _MAX_LAYERS = 1000
@@ -170,14 +171,6 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read_spec(path: Path) -> dict:
     try:
         spec = json.loads(path.read_text())
@@ -266,7 +259,7 @@ def load_feature_net(path: str | Path, shape: tuple[int, int, int] | None = None
         raise GenzooError(f"{decl.name}: the network gives features of shape {tuple(out.shape[1:])}; end it "
                           f"with a flatten layer so that each image gives one vector.")
     net.num_features = out.shape[1]
-    sha, config_sha = _sha256(weights), _sha256(decl)
+    sha, config_sha = sha256_file(weights), sha256_file(decl)
     record = {"file": weights.name, "sha256": sha, "config_sha256": config_sha,
               "id": hashlib.sha256((sha + config_sha).encode()).hexdigest()[:16],
               "feature_dim": net.num_features, "channels": c, "image_size": s}

@@ -23,7 +23,6 @@ grayscale is repeated to 3 channels (docs/metrics.md).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import GenzooError
+from .hub import sha256_file
 
 INPUT_SIZE = 299                 # pixels; the size both weight files were trained at
 
@@ -273,14 +273,6 @@ def inception_features(net: InceptionV3, images: torch.Tensor, batch_size: int =
     return torch.cat(out) if out else torch.empty(0, net.num_features)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _where_to_get() -> str:
     return " or ".join(f"{w.url} ({w.variant})" for w in KNOWN_WEIGHTS.values())
 
@@ -302,7 +294,7 @@ def load_inception(path, *, trust: bool = False) -> tuple[InceptionV3, dict]:
                           f"{_where_to_get()} and pass that file's path.")
     if path.suffix.lower() not in (".pth", ".pt", ".safetensors"):
         raise GenzooError(f"{path.name}: InceptionV3 weights must be a .pth/.pt or .safetensors file.")
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     known = KNOWN_WEIGHTS.get(sha[:8])
     if known is None and not trust:
         raise GenzooError(f"{path.name} is not one of the two known InceptionV3 weight files (its sha256 begins "

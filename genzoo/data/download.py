@@ -37,14 +37,6 @@ def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
         raise
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _mirrors(env_var: str, default: Sequence[str]) -> list[str]:
     # env var: one base URL or several separated by commas or spaces
     env = os.environ.get(env_var, "")

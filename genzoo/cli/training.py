@@ -39,11 +39,10 @@ def cmd_data(args) -> int:
     return 0
 
 
-# the library's spelling of a parameter in its errors -> the command line's
-_TRAIN_WORDS = {"resume=True": "--resume", "overwrite=True": "--overwrite", "out=...": "--out",
-                "image_size and channels": "--image-size and --channels", ", but model is": ", but MODEL is",
-                ", but data is": ", but --data is", "Name the model": "Name the MODEL", "as arguments": "on the "
-                "command line"}
+# phrases of the library's run-planning errors in the command line's words (main() turns the other parameters,
+# resume=True and overwrite=True, into flags)
+_TRAIN_WORDS = {"out=...": "--out", ", but model is": ", but MODEL is", ", but data is": ", but --data is",
+                "Name the model": "Name the MODEL", "as arguments": "on the command line"}
 
 
 def _train_overrides(args) -> dict:

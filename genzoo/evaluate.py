@@ -51,24 +51,29 @@ def generated_features(model, extractors: dict, n: int, seed: int, batch_size: i
             for name, c in chunks.items()}
 
 
-def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress: bool) -> dict:
+def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress: bool,
+               first: int | None = None) -> dict:
     """nll_nats (+ elbo_nats, iwae_k) on dyn-binarized data, or bpd (+ iwae_k) on 8-bit data dequantized once
-    with seed ``seed`` (``likelihood.score_split``); a class-conditional model is scored on log p(x|y) with the
-    true labels."""
+    with seed ``seed`` (``likelihood.score_split``), on the split or its ``first`` images (then nll_images says
+    how many); a class-conditional model is scored on log p(x|y) with the true labels."""
     require(model, "likelihood", "nll")
     data = load_split(dataset, split)
-    labels = data.labels if model.capabilities.conditional else None
+    images, labels = data.images, data.labels if model.capabilities.conditional else None
+    if first is not None and first < len(images):
+        images, labels = images[:first], None if labels is None else labels[:first]
     declared = model.capabilities.likelihood
     bounded = declared.elbo   # a latent-variable model: log_prob is the IWAE bound with k
     scoring_layout(model)
-    scored = score_split(model, data.images, labels, estimator=declared.estimator, k=iwae_k, seed=seed,
+    scored = score_split(model, images, labels, estimator=declared.estimator, k=iwae_k, seed=seed,
                          batch_size=20 if bounded else 500, progress=progress)
     out = {}
     if bounded and "nll_nats" in scored:
-        out.update(score_split(model, data.images, labels, estimator="elbo", seed=seed, progress=progress))
+        out.update(score_split(model, images, labels, estimator="elbo", seed=seed, progress=progress))
     out.update(scored)
     if bounded:
         out["iwae_k"] = iwae_k
+    if len(images) < len(data.images):
+        out["nll_images"] = len(images)
     return out
 
 
@@ -209,7 +214,7 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
                  split: str = "test", ema: bool = True, seed: int = 0, batch_size: int = 500, iwae_k: int = 1000,
                  progress: bool = True, features: str | Path | None = None, trust_features: bool = False,
                  sample_options: dict | None = None, feature_net: str | Path | None = None,
-                 device: str = "cpu") -> dict:
+                 device: str = "cpu", cas_n: int = 60_000, nll_n: int | None = None) -> dict:
     """Evaluate a run folder; returns the result record of docs/metrics.md ("metrics", "refused", provenance).
 
     ``sample_options`` are the model's declared sampling options (``capabilities.sample_options``, e.g. a
@@ -225,9 +230,18 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
 
     ``device`` runs the model there (sampling, the likelihood); feature networks stay on the CPU. A seed draws
     different images on a GPU than on the CPU, so the record names the device.
+
+    ``cas_n`` is the number of class-balanced samples CAS trains its classifier on (60,000, the size of the
+    real train set, unless a slow sampler needs fewer), and ``nll_n`` scores the likelihood on the first
+    ``nll_n`` images of the split instead of all of them (a diffusion model's bound costs its T network passes
+    an image); the record keeps both where they apply.
     """
     run_dir = locate(run_dir)             # a run folder, a zoo model or hf://, its manifest checked
     _check_request(wanted, n, features, trust_features, feature_net)
+    if not 100 <= cas_n <= 1_000_000:
+        raise GenzooError(f"cas_n must be between 100 and 1000000, got {cas_n}.")
+    if nll_n is not None and nll_n < 1:
+        raise GenzooError(f"nll_n must be at least 1 (or None: the whole split), got {nll_n}.")
     config = read_config(run_dir)
     dataset, name = config["data"], config["model_name"]
     model = load(run_dir, ema=ema, device=device)
@@ -240,9 +254,10 @@ def evaluate_run(run_dir: str | Path, wanted: tuple[str, ...] = DEFAULT_METRICS,
     got = _sampled_features(model, f, n, seed, batch_size, labels, progress, sample_options)
     out = _feature_metrics(f, got, dataset, split, labels, seed, progress)
     if "nll" in wanted and "nll" not in f.refused:
-        out.update(likelihood(model, dataset, split, iwae_k, seed, progress))
+        out.update(likelihood(model, dataset, split, iwae_k, seed, progress, nll_n))
     if "cas" in f.wanted:
-        out.update(cas(model, dataset, f.record, seed, batch_size, progress, sample_options=sample_options))
+        out.update(cas(model, dataset, f.record, seed, batch_size, progress, n=cas_n,
+                       sample_options=sample_options))
     return _record(run_dir, name, dataset, split, ema, n, seed, sample_options, model, f, out,
                    time.perf_counter() - t0)
 
@@ -301,7 +316,7 @@ def cas(model, dataset: str, record: dict, seed: int, batch_size: int, progress:
     clf = train_classifier(torch.cat(chunks), labels, num_classes, recipe or RecipeConfig(), progress=progress,
                            desc="CAS classifier")
     test = load_split(dataset, "test")
-    return {"cas": accuracy(clf, test.images, test.labels), "cas_real": record["test_accuracy"]}
+    return {"cas": accuracy(clf, test.images, test.labels), "cas_real": record["test_accuracy"], "cas_n": n}
 
 
 def format_table(result: dict) -> str:

@@ -9,7 +9,6 @@ import http.server
 import io
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import threading

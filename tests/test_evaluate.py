@@ -168,6 +168,23 @@ def test_bits_per_dim_of_a_closed_form_density():
     assert bits_per_dim(64.0, 64) == pytest.approx(8 + 1 / math.log(2))
 
 
+def test_likelihood_on_the_first_images_of_the_split_says_how_many(runs, capsys):
+    model = _Uniform(_UniformConfig())
+    assert "nll_images" not in evaluate.likelihood(model, "digits", "test", 1, 0, False)
+    part = evaluate.likelihood(model, "digits", "test", 1, 0, False, first=50)
+    assert part["nll_images"] == 50 and part["bpd"] == pytest.approx(8.0, abs=1e-12)
+    out = runs / "vae" / "part.json"
+    assert _eval(runs / "vae", "--metrics", "nll", "--nll-n", "40", "--out", str(out)) == 0
+    whole = runs / "vae" / "whole.json"
+    assert _eval(runs / "vae", "--metrics", "nll", "--out", str(whole)) == 0
+    m, w = json.loads(out.read_text())["metrics"], json.loads(whole.read_text())["metrics"]
+    assert m["nll_images"] == 40 and "nll_images" not in w and m["nll_nats"] != w["nll_nats"]
+    for flag, value in (("--nll-n", "0"), ("--cas-n", "50")):
+        capsys.readouterr()
+        assert _eval(runs / "vae", "--metrics", "nll", flag, value) == 2
+        assert flag in capsys.readouterr().err
+
+
 class _Oracle(GenerativeModel):
     """A class-conditional 'model' that returns real training images of the asked class, or noise."""
 
@@ -203,7 +220,7 @@ def test_cas_is_high_for_real_class_images_and_chance_for_noise():
     model.noise = True
     bad = evaluate.cas(model, "digits", record, seed=0, batch_size=500, progress=False, n=2000, recipe=recipe)
     assert good["cas"] > 0.85 and bad["cas"] < 0.3, (good, bad)
-    assert good["cas_real"] == record["test_accuracy"]
+    assert good["cas_real"] == record["test_accuracy"] and good["cas_n"] == 2000
 
 
 def test_intra_fid_is_the_mean_of_per_class_fids():

@@ -114,6 +114,9 @@ def _export_args(s) -> None:
     s.add_argument("--name", help="the model's name in its card (default: the --out folder's name)")
     s.add_argument("--use", default="", help="what the model is for, in a sentence, for its card")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+    s.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="how the weights are stored (default float32); float16 halves the folder, and loading "
+                        "casts back to float32: score the exported folder to measure what you share")
 
 
 def _train_args(s) -> None:
@@ -203,6 +206,10 @@ def _eval_args(s) -> None:
     _add_n(s, 10_000, "generated images (default 10000)")
     s.add_argument("--split", default="test", choices=["test", "train"], help="real split to compare with")
     s.add_argument("--iwae-k", type=int, default=1000, help="importance samples for a VAE's NLL (default 1000)")
+    s.add_argument("--cas-n", type=int, default=60_000, help="class-balanced samples CAS trains its classifier on "
+                   "(default 60000, the size of the real train set; fewer for a slow sampler)")
+    s.add_argument("--nll-n", type=int, default=None, help="score the likelihood on the first N images of the "
+                   "split (default: all; a diffusion model's bound costs T network passes an image)")
     _add_out(s, "result JSON (default RUN/eval.json)")
     s.add_argument("--features", metavar="PATH", help="InceptionV3 weights for inception_fid (.pth/.pt, or the "
                    "same state dict as .safetensors): pytorch-fid's or torchvision's file, checked by its sha256")
@@ -215,7 +222,7 @@ def _eval_args(s) -> None:
     _add_model_flags(s, seeds="the generated images and the likelihood's draws", batch_size=500,
                      device_note=" (feature networks stay on the CPU)")
     _add_progress(s)
-    s.set_defaults(params={"wanted": "--metrics", "sample_options": "--opt"})
+    s.set_defaults(params={"wanted": "--metrics", "sample_options": "--opt", "cas_n": "--cas-n", "nll_n": "--nll-n"})
 
 
 def _report_args(s) -> None:

@@ -16,7 +16,7 @@ def cmd_eval(args) -> int:
                               batch_size=args.batch_size, iwae_k=args.iwae_k, progress=not args.no_progress,
                               features=args.features, trust_features=args.trust_features,
                               sample_options=_parse_options(args.opt), feature_net=args.feature_net,
-                              device=args.device)
+                              device=args.device, cas_n=args.cas_n, nll_n=args.nll_n)
     except ValueError as e:   # a sampling option's value the model refuses (raised when the first batch is drawn)
         raise GenzooError(str(e)) from None
     result["command"] = "genzoo " + " ".join(args.argv)

@@ -53,6 +53,33 @@ def test_an_exported_run_loads_with_the_same_weights_and_a_card_of_its_eval(run,
         genzoo.load(out, ema=False)
 
 
+def test_half_precision_export_stores_the_rounded_weights_and_says_so(run, tmp_path):
+    full, half = export(run, tmp_path / "full"), export(run, tmp_path / "half", dtype="float16")
+    ratio = (half / "ema.safetensors").stat().st_size / (full / "ema.safetensors").stat().st_size
+    assert 0.45 < ratio < 0.55, ratio
+    loaded, original = genzoo.load(half).state_dict(), genzoo.load(run).state_dict()
+    for key, value in original.items():
+        assert loaded[key].dtype == value.dtype, key                  # computes in float32 again
+        assert torch.equal(loaded[key], value.half().to(value.dtype) if value.is_floating_point() else value), key
+    card = json.loads((half / "card.json").read_text())
+    assert card["weights_dtype"] == "float16"
+    assert card["weights_bytes"] == sum(v.numel() * 2 for v in original.values())
+    assert "stored in float16" in (half / "card.md").read_text()
+    with pytest.raises(GenzooError, match="dtype must be one of"):
+        export(run, tmp_path / "bad", dtype="int8")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_card_carries_the_bayes_classifier_accuracy(run, tmp_path, capsys):
+    assert main(["classify", str(run), "--test", "-n", "30", "--iwae-k", "2", "--no-progress"]) == 0
+    accuracy = json.loads((run / "classify.json").read_text())["by_noise"][0]["bayes_acc"]
+    card = json.loads((export(run, tmp_path / "m") / "card.json").read_text())
+    assert card["headline"]["bayes_acc"] == accuracy
+    assert any(e["file"] == "classify.json" and e["n_classified"] == 30 for e in card["evaluations"])
+    assert "30 test images classified" in (tmp_path / "m" / "card.md").read_text()
+    (run / "classify.json").unlink()
+
+
 def test_a_missing_or_altered_file_is_refused_by_name(run, tmp_path):
     out = export(run, tmp_path / "m")
     weights = (out / "ema.safetensors").read_bytes()

@@ -148,7 +148,8 @@ def cmd_export(args) -> int:
     from ..export import export
     if (args.dir is None) == (args.out is None):
         raise GenzooError("give the model folder to write once: genzoo export RUN DIR (or --out DIR).")
-    out = export(args.run, args.dir or args.out, name=args.name, overwrite=args.overwrite, use=args.use)
+    out = export(args.run, args.dir or args.out, name=args.name, overwrite=args.overwrite, use=args.use,
+                 dtype=args.dtype)
     print(f"wrote {out}: config.json, ema.safetensors, card.md, card.json and manifest.json (the sha256 of each); "
           f"genzoo.load({str(out)!r}) loads it, and so does hf://OWNER/NAME once it is a Hub repository")
     return 0

@@ -141,14 +141,19 @@ def _fmt(v) -> str:
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10_000, seed: int = 0,
                  ema: bool = True, method: str = "pca", batch_size: int = 500, progress: bool = True,
-                 device: str = "cpu") -> Path:
+                 device: str = "cpu", judgements: str | Path | None = None) -> Path:
     """Write the report of a run folder: ``out`` (default RUN/report.html) and its PNGs in the folder of the same
     name beside it (RUN/report/). ``n`` samples (seed ``seed``) enter the memorisation fraction and the map;
-    ``method`` is "pca" or "tsne" (scikit-learn) for the map; ``device`` is where the model samples. Returns the
-    HTML path."""
+    ``method`` is "pca" or "tsne" (scikit-learn) for the map; ``device`` is where the model samples. Where the
+    human-evaluation file ``judgements`` (default: ``genzoo demo``'s, genzoo.demo.judgements.DEFAULT_PATH)
+    holds answers on this model's samples, the page shows how often people judged them real. Returns the HTML
+    path."""
     from .checkpoint import BEST_RECORD, load, read_best, read_config
     from .data import load_split
 
+    from .demo.judgements import DEFAULT_PATH, model_key
+
+    key = model_key(run_dir)              # the name `genzoo demo` stores answers under
     run_dir = locate(run_dir)             # a run folder, a zoo model or hf://, its manifest checked
     if method not in MAP_METHODS:
         raise GenzooError(f"method takes {' or '.join(MAP_METHODS)}, got {method!r}.")
@@ -192,6 +197,11 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, n: int = 10
     # -- metrics
     sections.append(("metrics", "Metrics (genzoo eval)", _metrics_section(run_dir)))
 
+    # -- human evaluation, where genzoo demo's answers hold some for this model
+    human = _human_section(key, Path(judgements) if judgements is not None else DEFAULT_PATH)
+    if human:
+        sections.append(("human", "Human evaluation (genzoo demo)", human))
+
     # -- memorisation and feature map, in the frozen classifier's feature space
     mem, fmap = _feature_sections(model, dataset, folder, n, seed, method, batch_size, scale, progress)
     sections.append(("memorisation", "Memorisation check", mem))
@@ -229,6 +239,29 @@ def _samples_section(model, folder: Path, seed: int, scale: int) -> str:
     x = sample(model, 64, seed)
     path = save_grid(x, folder / "samples.png", nrow=8, scale=scale)
     return _p(f"64 samples (seed {seed}).") + _img(path, "64 samples")
+
+
+def _human_section(key: str, path: Path) -> str:
+    """The tally of the answers on this model's samples in ``path``, or "" where there are none."""
+    from .demo.judgements import REAL, Judgements
+    tally = Judgements(path).tally([key])
+    mine, real = tally[key], tally[REAL]
+    if not mine["n"]:
+        return ""
+
+    def cell(frac, low, high):
+        return "" if frac is None else f"{100 * frac:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+    rows = [f"<tr><td>this model's samples</td><td>{mine['n']}</td>"
+            f"<td>{cell(mine['judged_real'], mine['judged_real_low'], mine['judged_real_high'])}</td>"
+            f"<td>{cell(mine['accuracy'], mine['accuracy_low'], mine['accuracy_high'])}</td></tr>",
+            f"<tr><td>real test images</td><td>{real['n']}</td>"
+            f"<td>{cell(real['judged_real'], real['judged_real_low'], real['judged_real_high'])}</td><td></td></tr>"]
+    return (_p(f"People's answers in {path}, from the Real or fake tab of genzoo demo: one image at a time, a "
+               "sample of this model or a real test image, each judged real or fake. Fractions with 95% Wilson "
+               "intervals; the accuracy counts the answers on this model's samples and on the real images. A "
+               "model whose samples pass for real about as often as real images do cannot be told apart by eye.")
+            + "<table><tr><th>shown</th><th>answers</th><th>judged real</th><th>accuracy</th></tr>"
+            + "".join(rows) + "</table>")
 
 
 def _curves_section(run_dir: Path, folder: Path, summary: dict, best: dict | None) -> str:

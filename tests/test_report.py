@@ -11,6 +11,7 @@ from PIL import Image
 
 from genzoo.classifier import load_frozen
 from genzoo.cli import main
+from genzoo.demo.judgements import REAL, Judgements, model_key, wilson
 from genzoo.reference import real_features
 from genzoo.report import copy_test, memorisation_fraction, nearest_neighbours, nearest_other_distance
 from helpers import tiny_args
@@ -131,7 +132,12 @@ def test_report_renders_in_a_browser(tmp_path):
     cond = tmp_path / "cvae"
     _train(cond, "cvae", "digits", 4, ["--set", "val_every_steps=2"])
     assert main(["eval", str(cond), "--metrics", "fid,kid,pr,score", "--n", "200", "--no-progress"]) == 0
-    assert main(["report", str(cond), "--n", "300", "--no-progress"]) == 0
+    answers = Judgements(tmp_path / "answers.jsonl")     # two of this model's samples passed for real, of four
+    for i, answer in enumerate(["real", "fake", "real", "fake"]):
+        answers.record(model_key(cond), f"sample:{i}", "fake", answer, 1.0)
+    answers.record(REAL, "test:0", "real", "real", 1.0)
+    answers.record("another-model", "sample:9", "fake", "real", 1.0)
+    assert main(["report", str(cond), "--n", "300", "--no-progress", "--judgements", str(answers.path)]) == 0
     gan = tmp_path / "gan"
     _train(gan, "dcgan", "patches", 4)
     out = tmp_path / "elsewhere" / "gan.html"
@@ -149,6 +155,9 @@ def test_report_renders_in_a_browser(tmp_path):
     fid_ref = json.loads((cond / "eval.json").read_text())["metrics"]["fid_ref"]
     assert f"{fid_ref:.4g}" in page
     assert {p.name for p in (tmp_path / "elsewhere" / "gan").glob("*.png")} == {"samples.png", "curves.png"}
+    low, high = wilson(2, 4)
+    assert "Human evaluation" in page and f"50.0% [{100 * low:.1f}, {100 * high:.1f}]" in page
+    assert "Human evaluation" not in out.read_text()                  # no answers on the GAN's samples
 
     assert main(["report", str(cond), "--out", str(tmp_path / "r.txt")]) == 2      # bad input: a clear error
     assert main(["report", str(cond), "--n", "5"]) == 2

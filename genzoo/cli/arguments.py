@@ -230,6 +230,8 @@ def _report_args(s) -> None:
     _add_out(s, "HTML file (default RUN/report.html); its PNGs go to the folder of the same name")
     _add_n(s, 10_000, "samples for the memorisation fraction and the feature map (default 10000)")
     s.add_argument("--map", default="pca", choices=["pca", "tsne"], help="2-D map of the features (default pca)")
+    s.add_argument("--judgements", metavar="PATH", help="genzoo demo's human-evaluation answers (default "
+                   "~/.genzoo/judgements.jsonl): the page shows how often this model's samples were judged real")
     _add_ema(s)
     _add_device(s)
     _add_seed(s, "the samples")

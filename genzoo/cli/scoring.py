@@ -31,7 +31,8 @@ def cmd_report(args) -> int:
     from ..report import build_report
     out = build_report(args.run, args.out or _home(args.run) / "report.html", n=args.n, seed=args.seed,
                        ema=args.ema, method=args.map,
-                       batch_size=args.batch_size, progress=not args.no_progress, device=args.device)
+                       batch_size=args.batch_size, progress=not args.no_progress, device=args.device,
+                       judgements=args.judgements)
     print(f"wrote {out} (PNGs in {out.with_suffix('')})")
     return 0
 

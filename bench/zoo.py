@@ -26,10 +26,11 @@ from common import genzoo_cmd, write_result  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ["--metrics", "fid,kid,pr,score,cas", "--n", "10000", "--seed", "0"]
 EVAL_LIKELIHOOD = ["--metrics", "fid,kid,pr,score,nll,cas", "--n", "10000", "--seed", "0", "--iwae-k", "1000"]
-# a diffusion model's sampler makes 2 x 25 network passes an image (DDIM-25 with guidance 2): n = 2,000 images
-# and a CAS set of 2,000 fit in about 30 CPU-minutes; its bound costs 1,000 passes an image, so 200 test images
+# a diffusion model's sampler makes 2 x 25 network passes an image (DDIM-25 with guidance 2) and its bound 1,000
+# passes a test image: on one core n = 2,000 images, a CAS set of 1,000 and the bound on 100 test images take
+# about 40 minutes together
 EVAL_DIFFUSION = ["--metrics", "fid,kid,pr,score,nll,cas", "--n", "2000", "--seed", "0", "--opt", "steps=25",
-                  "--opt", "guidance=2", "--cas-n", "2000", "--nll-n", "200"]
+                  "--opt", "guidance=2", "--cas-n", "1000", "--nll-n", "100"]
 EVAL_EXACT = ["--metrics", "fid,kid,pr,score,nll,cas", "--n", "10000", "--seed", "0"]
 # PixelCNN draws about 17 images/s on one core: n = 10,000 and a CAS set of 10,000
 EVAL_AUTOREGRESSIVE = EVAL_EXACT + ["--cas-n", "10000"]

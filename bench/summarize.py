@@ -771,10 +771,11 @@ def best_fid(rows: list[dict]) -> dict | None:
     return min((c for c in cands if c["n"] == top), key=lambda c: c["fid"])
 
 
-def best_likelihood(rows: list[dict]) -> dict | None:
+def best_likelihood(rows: list[dict], conditional: bool = False) -> dict | None:
     """The best likelihood of a family on a data set: the lowest NLL (nats if any row has them, else bits/dim) of
-    its unconditional rows (a class-conditional row scores -log p(x|y), which no anchor is quoted for)."""
-    rows = [r for r in rows if not _conditional(r)]
+    its unconditional rows (a class-conditional row scores -log p(x|y), which no anchor is quoted for), or with
+    ``conditional`` of the class-conditional rows, to set beside a class-conditional model."""
+    rows = [r for r in rows if _conditional(r) == conditional]
     key = "nll_nats" if any("nll_nats" in r["metrics"] for r in rows) else "bpd"
     rows = [r for r in rows if key in r["metrics"]]
     return min(rows, key=lambda r: r["metrics"][key]) if rows else None
@@ -830,33 +831,51 @@ def summary_section(refs: dict, results: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def zoo_section(results: list[dict]) -> list[str]:
-    """The zoo (bench/zoo.py): each model's headline metrics beside the best FID of its family on its data set."""
+def zoo_section(refs: dict, results: list[dict]) -> list[str]:
+    """The zoo (bench/zoo.py): each model's headline metrics beside the best FID and likelihood of its family on
+    its data set."""
     zoo = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("zoo-*.json"))]
     if not zoo:
         return []
     lines = ["## The zoo", "",
              "The trained models that come with genzoo (docs/zoo.md), each made by `python bench/zoo.py NAME`: "
-             "trained by its recipe, scored by `genzoo eval` at n = 10,000 (EMA weights, seed 0), then exported. "
-             "Sampling: seconds to draw 16 images on the CPU after loading (load time apart). The last column is "
-             "the best FID its family has on that data set in the tables below.", "",
-             "| model | data | steps | train wall | FID | precision | recall | CAS | likelihood | load, 16 samples "
-             "| size | family's best FID: row |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "trained by its recipe, exported, and scored as exported by `genzoo eval` (EMA weights, seed 0) at "
+             "n = 10,000 generated images, or the n in the table where the sampler is slow, beside the "
+             "real-vs-real FID at that n; the Bayes classifier's accuracy by `genzoo classify --test` (on the "
+             "number of test images in brackets). Sampling: seconds to draw 16 images on the CPU after loading "
+             "(load time apart), with the sampler it was scored with. Size: the stored weights. The last columns are "
+             "the best FID and the best likelihood its family has on that data set in the tables below.", "",
+             "| model | data | steps | train wall | n | FID (real vs real) | precision | recall | CAS | likelihood | "
+             "Bayes classifier | load, 16 samples | size | family's best FID: row | family's best likelihood: row |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for z in zoo:
-        m, card_data = z["metrics"], z["model"].split("-", 1)[1]
-        preset = z["model"].split("-")[0]
-        family = next(f for f, presets in FAMILIES.items() if preset in presets)
-        rows = [r for r in results if r["dataset"] == card_data and r["model"] in FAMILIES[family]]
-        best = best_fid(rows) if rows else None
-        cell = lambda k, f="{:.3f}": f.format(m[k]) if k in m else ""   # noqa: E731
-        like = likelihood_cell(m, preset, True) if "nll_nats" in m or "bpd" in m else ""
-        lines.append(f"| `{z['model']}` | {card_data} | {z['steps']} | {z['train_wall_s'] / 60:.1f} min | "
-                     f"{cell('fid')} | {cell('precision')} | {cell('recall')} | "
-                     f"{'%.2f%%' % (100 * m['cas']) if 'cas' in m else ''} | {like} | "
-                     f"{z['sampling']['load_s']:.2f} s, {z['sampling']['sample16_s']:.2f} s | "
-                     f"{z['weights_bytes'] / 1e6:.1f} MB | "
-                     f"{'%s: %.3f (n = %d)' % (best['label'], best['fid'], best['n']) if best else ''} |")
+        lines.append(_zoo_row(z, refs, results))
     return lines + [""]
+
+
+def _zoo_row(z: dict, refs: dict, results: list[dict]) -> str:
+    m = z["metrics"]
+    data = z.get("data") or z["model"].split("-", 1)[1]
+    preset = z.get("model_name") or z["model"].split("-")[0]
+    family = next(f for f, presets in FAMILIES.items() if preset in presets)
+    rows = [r for r in results if r["dataset"] == data and r["model"] in FAMILIES[family]]
+    best, like = (best_fid(rows), best_likelihood(rows, conditional=True)) if rows else (None, None)
+    n = z.get("n_generated", 10000)
+    ref = real_fid_at(refs, data, n)
+    cell = lambda k, f="{:.3f}": f.format(m[k]) if k in m else ""   # noqa: E731
+    fid = f"{m['fid']:.3f} ({ref or 'no reference at this n'})" if "fid" in m else ""
+    likelihood = likelihood_cell(m, preset, True) if "nll_nats" in m or "bpd" in m else ""
+    if "nll_images" in z:
+        likelihood += f" on {z['nll_images']} test images"
+    bayes = f"{100 * m['bayes_acc']:.2f}% ({z.get('classified', '?')})" if "bayes_acc" in m else ""
+    dtype = "" if z.get("weights_dtype", "float32") == "float32" else f" ({z['weights_dtype']})"
+    best_like = f"{_label(like)}: {likelihood_cell(like['metrics'], like['model'], _conditional(like))}" \
+        if like else ""
+    return (f"| `{z['model']}` | {data} | {z['steps']} | {z['train_wall_s'] / 60:.1f} min | {n} | {fid} | "
+            f"{cell('precision')} | {cell('recall')} | {'%.2f%%' % (100 * m['cas']) if 'cas' in m else ''} | "
+            f"{likelihood} | {bayes} | {z['sampling']['load_s']:.2f} s, {z['sampling']['sample16_s']:.2f} s | "
+            f"{z['weights_bytes'] / 1e6:.1f} MB{dtype} | "
+            f"{'%s: %.3f (n = %d)' % (best['label'], best['fid'], best['n']) if best else ''} | {best_like} |")
 
 
 def render() -> str:
@@ -875,7 +894,7 @@ def render() -> str:
            + (" Rows marked (gpu) were trained and scored on a GPU: " + "; ".join(gpus) + "."
               if gpus else ""), ""]
     out += summary_section(refs, results)
-    out += zoo_section(results)
+    out += zoo_section(refs, results)
     out += quality_section(refs, results)
     out += gan_section(refs, results)
     out += vae_section(results)

@@ -167,8 +167,12 @@ def score(name: str, recipe: Recipe, run_dir: Path, threads: int) -> None:
     grid.parent.mkdir(parents=True, exist_ok=True)
     run(genzoo_cmd() + ["sample", name, "-n", "64", "--out", str(grid), *opts])
     card = json.loads((folder / "card.json").read_text())
+    scored = json.loads((run_dir / "eval.json").read_text())
+    counts = {"n_generated": scored["n_generated"],
+              **({"nll_images": scored["metrics"]["nll_images"]} if "nll_images" in scored["metrics"] else {}),
+              **({"classified": json.loads((run_dir / "classify.json").read_text())["n"]} if classify else {})}
     write_result(f"zoo-{name}", {
-        "model": name, "purpose": recipe.purpose, "machine": machine(), "command": "python " + " ".join(sys.argv),
+        "model": name, "model_name": card["model_name"], "data": card["data"], **counts, "purpose": recipe.purpose, "machine": machine(), "command": "python " + " ".join(sys.argv),
         "train_command": " ".join(train), "eval_command": " ".join(evaluate),
         **({"classify_command": " ".join(classify), "classify_wall_s": round(classify_s, 1)} if classify else {}),
         "train_wall_s": round(train_s, 1), "eval_wall_s": round(eval_s, 1), "sampling": speed["metrics"],

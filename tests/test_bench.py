@@ -290,22 +290,35 @@ def test_the_zoo_section_sets_each_zoo_model_beside_its_familys_best_row(tmp_pat
     summarize = _summarize()
     for name, r in {"cgan-mnist": dict(model="cgan", dataset="mnist", n_generated=10000, metrics={"fid": 0.39}),
                     "dcgan-mnist": dict(model="dcgan", dataset="mnist", n_generated=10000, metrics={"fid": 4.3}),
+                    "ddpm-cfg-mnist-short": dict(model="ddpm-cfg", dataset="mnist", n_generated=500,
+                                                 config={"conditional": True}, metrics={"fid": 3.6, "bpd": 2.108, "cas": 0.97}),
+                    "real-mnist": dict(variant="real-vs-real", dataset="mnist", metrics={"fid": 0.029}),
+                    "real-mnist-n2000": dict(variant="real-vs-real", dataset="mnist", n_generated=2000,
+                                             metrics={"fid": 0.072}),
                     "zoo-cgan-mnist": dict(model="cgan-mnist", steps=10000, train_wall_s=630.0, weights_bytes=4.2e6,
                                            sampling={"load_s": 0.05, "sample16_s": 0.012},
                                            metrics={"fid": 0.41, "precision": 0.8, "recall": 0.6, "cas": 0.97}),
                     "zoo-cvae-mnist": dict(model="cvae-mnist", steps=6000, train_wall_s=990.0, weights_bytes=3.1e6,
-                                           sampling={"load_s": 0.04, "sample16_s": 0.003},
-                                           metrics={"fid": 1.5, "nll_nats": 88.6, "iwae_k": 1000})}.items():
+                                           weights_dtype="float16", sampling={"load_s": 0.04, "sample16_s": 0.003},
+                                           metrics={"fid": 1.5, "nll_nats": 88.6, "iwae_k": 1000, "bayes_acc": 0.97},
+                                           classified=10000),
+                    "zoo-ddpm-cfg-mnist": dict(model="ddpm-cfg-mnist", model_name="ddpm-cfg", data="mnist",
+                                               n_generated=2000, nll_images=100, steps=2650, train_wall_s=3000.0,
+                                               weights_bytes=4.6e6, sampling={"load_s": 0.1, "sample16_s": 3.2},
+                                               metrics={"fid": 0.9, "bpd": 2.05, "cas": 0.96})}.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(r))
     monkeypatch.setattr(summarize, "RESULTS", tmp_path)
-    _, results, _ = summarize.load_all()
-    assert {r["model"] for r in results} == {"cgan", "dcgan"}        # zoo records are not benchmark rows
-    lines = summarize.zoo_section(results)
+    refs, results, _ = summarize.load_all()
+    assert {r["model"] for r in results} == {"cgan", "dcgan", "ddpm-cfg"}   # zoo records are not benchmark rows
+    lines = summarize.zoo_section(refs, results)
     assert lines[0] == "## The zoo"
     rows = [line for line in lines if line.startswith("| `")]
-    assert rows[0] == "| `cgan-mnist` | mnist | 10000 | 10.5 min | 0.410 | 0.800 | 0.600 | 97.00% |  | " \
-                      "0.05 s, 0.01 s | 4.2 MB | `cgan`: 0.390 (n = 10000) |"
-    assert "88.60 nats (IWAE k=1000, of x given y)" in rows[1] and rows[1].endswith("|  |")   # no VAE rows here
+    assert rows[0] == "| `cgan-mnist` | mnist | 10000 | 10.5 min | 10000 | 0.410 (0.029) | 0.800 | 0.600 | 97.00% |  " \
+                      "|  | 0.05 s, 0.01 s | 4.2 MB | `cgan`: 0.390 (n = 10000) |  |"
+    assert "88.60 nats (IWAE k=1000, of x given y)" in rows[1] and "| 97.00% (10000) |" in rows[1]
+    assert "3.1 MB (float16)" in rows[1] and rows[1].endswith("|  |  |")                # no VAE rows here
+    assert "| 2000 | 0.900 (0.072) |" in rows[2] and "2.050 bpd (bound, of x given y) on 100 test images" in rows[2]
+    assert rows[2].endswith("| `ddpm-cfg`: 3.600 (n = 500) | `ddpm-cfg`: 2.108 bpd (bound, of x given y) |")
 
 
 def test_throughput_section_names_the_cpu_its_bf16_choice_and_rows_without_a_flop_count():

@@ -131,13 +131,14 @@ def cmd_zoo(args) -> int:
     if not names:
         print(f"no zoo models are installed (genzoo looks in {ZOO_DIR})")
         return 0
-    rows = []
+    rows = [("name", "family", "data", "can", "size", "headline metrics (genzoo eval; docs/metrics.md)")]
     for name in names:
         card = json.loads((ZOO_DIR / name / "card.json").read_text())
         head = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in card["headline"].items())
+        n = next((e["n_generated"] for e in card["evaluations"] if "fid" in e.get("metrics", {})), None)
         mb = sum(p.stat().st_size for p in (ZOO_DIR / name).iterdir()) / 1e6
         rows.append((name, card["family"], card["data"], "; ".join(card["capabilities"]), f"{mb:.1f} MB",
-                     head or "not scored yet"))
+                     (head + (f" (n = {n})" if n is not None else "")) if head else "not scored yet"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) + "  " + r[5])

@@ -34,6 +34,8 @@ def capability_words(caps) -> list[str]:
         words.append("exact likelihood")
     elif caps.likelihood.kind == "bound":
         words.append(f"likelihood bound ({caps.likelihood.estimator})")
+    elif caps.likelihood.kind == "estimate":
+        words.append(f"likelihood estimate ({caps.likelihood.estimator})")
     if caps.latents:
         words.append("latents")
     if caps.encode:
@@ -78,6 +80,9 @@ def known_limits(model, data: str) -> list[str]:
         limits.append(f"no likelihood ({caps.likelihood.reason}): no Bayes classifier, no OOD score")
     elif caps.likelihood.kind == "bound":
         limits.append("its likelihood is a bound, not the exact value (docs/metrics.md)")
+    elif caps.likelihood.kind == "estimate":
+        limits.append("its likelihood is a stochastic estimate through an ODE solver, not the exact value: unbiased "
+                      "for the solved ODE, off the model's density by the solver's error (docs/metrics.md)")
     if not caps.encode:
         limits.append("no encoder: it cannot map a given image to its latent space")
     return limits

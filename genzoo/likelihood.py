@@ -56,10 +56,11 @@ def bits_per_dim(nll_nats: float, dims: int) -> float:
 def estimator_of(model, *, k: int | None = None, steps: int | None = None,
                  purpose: str = "scoring a likelihood") -> tuple[str, dict]:
     """How ``model.log_prob`` gives log p(x), read from its declared Likelihood, with the caller's cost:
-    ("exact", {}), ("iwae", {"k": k}) or ("vlb", {"steps": steps}) (a knob left None takes the model's default;
-    {} where that is its full bound). A GenzooError gives the reason when there is none (``purpose`` says what
-    wanted it), when the bound's cost cannot be chosen, or when the cost is out of the declared range. The one
-    place the applications (classify, ood) turn a declaration and a user's k or steps into log_prob's keywords."""
+    ("exact", {}), ("iwae", {"k": k}), ("vlb", {"steps": steps}) or ("ode", {"steps": steps}) (a knob left None
+    takes the model's default; {} where that is its full bound). A GenzooError gives the reason when there is none
+    (``purpose`` says what wanted it), when the bound's or the estimate's cost cannot be chosen, or when the cost is
+    out of the declared range. The one place the applications (classify, ood) turn a declaration and a user's k or
+    steps into log_prob's keywords."""
     require(model, "likelihood", purpose)
     declared = model.capabilities.likelihood
     if declared.kind == "exact":
@@ -76,6 +77,9 @@ def describe(estimator_name: str, cost: dict, target: str = "log p(x)") -> str:
         return f"exact {target}"
     if estimator_name == "iwae":
         return f"IWAE bound on {target}, k = {cost['k']}"
+    if estimator_name == "ode":
+        steps = f"{cost['steps']} Heun steps" if "steps" in cost else "the model's default Heun steps"
+        return f"ODE likelihood (Hutchinson) of {target}, {steps}"
     if "steps" in cost:
         return f"variational bound on {target}, {cost['steps']} timesteps (stratified estimate)"
     return f"variational bound on {target}, all timesteps"
@@ -90,7 +94,8 @@ def is_binarized(model) -> bool:
 @full_fp32()
 def mean_bound(model, images: torch.Tensor, estimator: str = "elbo", k: int = 1, batch_size: int = 500,
                seed: int = 0, progress: bool = True, labels: torch.Tensor | None = None) -> float:
-    """Mean log-likelihood (or bound) in nats over ``images`` (uint8): "elbo", or "iwae"/"exact" via log_prob.
+    """Mean log-likelihood (or bound) in nats over ``images`` (uint8): "elbo", or "iwae"/"exact"/"vlb"/"ode" (the
+    declared estimator, at its default cost but for the IWAE k) via log_prob.
 
     Binary-data models get the seed-0 binarized set, others the seed-0 dequantized set; the latent noise is
     drawn from a seeded generator. ``labels`` (N,) are passed on for class-conditional models: log p(x|y).
@@ -118,7 +123,8 @@ def mean_bound(model, images: torch.Tensor, estimator: str = "elbo", k: int = 1,
 def score_split(model, images: torch.Tensor, labels: torch.Tensor | None = None, *, estimator: str, k: int = 1,
                 seed: int = 0, batch_size: int = 500, progress: bool = True) -> dict:
     """The mean negative log-likelihood (or bound) of a split in docs/metrics.md's units: ``nll_nats`` on
-    binarized data or ``bpd`` on 8-bit data from ``log_prob`` (estimator "exact", or "iwae" with k), and
+    binarized data or ``bpd`` on 8-bit data from ``log_prob`` (the declared estimator: "exact", "iwae" with k,
+    "vlb" or "ode" at the model's default cost), and
     ``elbo_nats`` or ``elbo_bpd`` from the ELBO (estimator "elbo"). ``images`` are uint8 (N, C, H, W);
     ``labels`` score a class-conditional model on log p(x|y). The one way genzoo scores a split."""
     nll = -mean_bound(model, images, estimator, k=k, batch_size=batch_size, seed=seed, progress=progress,

@@ -6,7 +6,7 @@ A model is an ``nn.Module`` built from one config dataclass (``Config``) and mus
                                logged. ``batch`` is {"x": (B, C, H, W) float in [0, 1], "y": (B,) int64}.
   sample(n, labels=None, generator=None) -> (n, C, H, W) float in [0, 1]
 and declares what else it can do in ``capabilities`` (a ``Capabilities``): its likelihood (exact, a
-bound with the keyword that sets its cost, or none and why), latents, an encoder, reconstruction,
+bound or an estimate with the keyword that sets its cost, or none and why), latents, an encoder, reconstruction,
 completion of given pixels, class conditioning, and its sampling options with their types and ranges.
 Everything around the models (training, evaluation, the applications, the CLI) reads that
 declaration; nothing inspects method names or signatures.
@@ -68,11 +68,14 @@ class Option:
 @dataclass(frozen=True)
 class Likelihood:
     """How ``log_prob(x, labels=None, **cost)`` scores an image, in nats (docs/metrics.md for the units)."""
-    kind: str = "none"               # "exact" (one pass per image), "bound" (a lower bound on log p), "none"
-    estimator: str = ""              # "exact", "iwae" (importance-weighted bound) or "vlb" (diffusion's
-                                     # variational bound)
-    knob: str = ""                   # the log_prob keyword that sets a bound's cost: "k" (importance samples) or
-                                     # "steps" (timesteps); "" where the cost is fixed
+    kind: str = "none"               # "exact" (one pass per image), "bound" (a lower bound on log p), "estimate"
+                                     # (an unbiased stochastic estimate of the model's log-density, up to the
+                                     # error of an ODE solver), "none"
+    estimator: str = ""              # "exact", "iwae" (importance-weighted bound), "vlb" (diffusion's variational
+                                     # bound) or "ode" (the probability-flow ODE with Hutchinson's trace estimate)
+    knob: str = ""                   # the log_prob keyword that sets a bound's or an estimate's cost: "k"
+                                     # (importance samples) or "steps" (timesteps, or ODE solver steps); "" where
+                                     # the cost is fixed
     knob_default: int | None = None  # None: the model's full bound
     knob_max: int | None = None
     stochastic: bool = False         # log_prob takes a seeded ``generator`` (its value is a random estimate)
@@ -81,7 +84,8 @@ class Likelihood:
     reason: str = ""                 # kind "none": why there is none
 
     def cost(self, value: int | None = None) -> dict:
-        """The keyword arguments that set the bound's cost to ``value`` (its default when None), checked."""
+        """The keyword arguments that set the bound's (or the estimate's) cost to ``value`` (its default when
+        None), checked."""
         if not self.knob:
             return {}
         value = self.knob_default if value is None else value
@@ -89,7 +93,8 @@ class Likelihood:
             return {}
         top = self.knob_max
         if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (top and value > top):
-            raise GenzooError(f"the bound's {self.knob} must be an integer between 1 and {top or 'inf'}, got "
+            what = "estimate" if self.kind == "estimate" else "bound"
+            raise GenzooError(f"the {what}'s {self.knob} must be an integer between 1 and {top or 'inf'}, got "
                               f"{value!r}.")
         return {self.knob: int(value)}
 

@@ -64,11 +64,12 @@ class SelfAttention2d(nn.Module):
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """Sinusoidal embedding of timesteps (B,) (Vaswani et al. 2017, sec. 3.5; used by Ho et al. 2020):
-    (B, dim), sines then cosines of t at dim/2 frequencies from 1 down to 1/max_period."""
+    (B, dim), sines then cosines of t at dim/2 frequencies from 1 down to 1/max_period; float32, or float64
+    for float64 t (a network run in float64 for an exact check)."""
     half = dim // 2
-    freqs = torch.exp(-torch.arange(half, device=t.device, dtype=torch.float32) * (math.log(max_period)
-                                                                                   / max(half - 1, 1)))
-    args = t.float()[:, None] * freqs[None]                       # (B, dim/2)
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    freqs = torch.exp(-torch.arange(half, device=t.device, dtype=dtype) * (math.log(max_period) / max(half - 1, 1)))
+    args = t.to(dtype)[:, None] * freqs[None]                     # (B, dim/2)
     emb = torch.cat([args.sin(), args.cos()], 1)
     return nn.functional.pad(emb, (0, dim % 2))
 

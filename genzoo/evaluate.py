@@ -53,9 +53,9 @@ def generated_features(model, extractors: dict, n: int, seed: int, batch_size: i
 
 def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress: bool,
                first: int | None = None) -> dict:
-    """nll_nats (+ elbo_nats, iwae_k) on dyn-binarized data, or bpd (+ iwae_k) on 8-bit data dequantized once
-    with seed ``seed`` (``likelihood.score_split``), on the split or its ``first`` images (then nll_images says
-    how many); a class-conditional model is scored on log p(x|y) with the true labels."""
+    """nll_nats (+ elbo_nats, iwae_k) on dyn-binarized data, or bpd (+ iwae_k, or ode_steps) on 8-bit data
+    dequantized once with seed ``seed`` (``likelihood.score_split``), on the split or its ``first`` images (then
+    nll_images says how many); a class-conditional model is scored on log p(x|y) with the true labels."""
     require(model, "likelihood", "nll")
     data = load_split(dataset, split)
     images, labels = data.images, data.labels if model.capabilities.conditional else None
@@ -72,6 +72,8 @@ def likelihood(model, dataset: str, split: str, iwae_k: int, seed: int, progress
     out.update(scored)
     if bounded:
         out["iwae_k"] = iwae_k
+    if declared.kind == "estimate":   # the ODE likelihood at the model's default solver steps
+        out["ode_steps"] = declared.knob_default
     if len(images) < len(data.images):
         out["nll_images"] = len(images)
     return out

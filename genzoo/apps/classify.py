@@ -11,6 +11,8 @@ genzoo.likelihood.estimator_of), never from its class name:
   - the variational bound with its cost knob steps (conditional diffusion): estimated from ``steps`` of the T
     timesteps (stratified; the same steps and noise for every class), since the full bound costs T network
     passes per image and class;
+  - the ODE likelihood with its cost knob steps (conditional flow matching): the probability-flow ODE solved with
+    ``steps`` Heun steps and Hutchinson's divergence estimate (the same probe for every class);
   - a bound whose cost cannot be chosen is refused with the reason, as is a model without a likelihood or
     without classes.
 The prior p(y) is uniform unless class frequencies are given (``class_frequencies``: those of the train split).
@@ -66,10 +68,10 @@ def members(model) -> list:
 
 
 def likelihood_estimator(model, k: int = 100, steps: int = DEFAULT_BOUND_STEPS) -> tuple[str, dict]:
-    """("exact", {}), ("iwae", {"k": k}) or ("vlb", {"steps": steps}): how ``log_prob`` gives log p(x|y) for
-    this model (or every member of a mixture), from its declaration; a GenzooError with the reason when it cannot
-    (unconditional, no likelihood, a bound whose cost cannot be chosen, a cost out of range, or mixture members
-    that estimate it differently)."""
+    """("exact", {}), ("iwae", {"k": k}), ("vlb", {"steps": steps}) or ("ode", {"steps": steps}): how ``log_prob``
+    gives log p(x|y) for this model (or every member of a mixture), from its declaration; a GenzooError with the
+    reason when it cannot (unconditional, no likelihood, a bound whose cost cannot be chosen, a cost out of range,
+    or mixture members that estimate it differently)."""
     if isinstance(model, (list, tuple)):
         found = [likelihood_estimator(m, k, steps) for m in members(model)]
         if any(f[0] != found[0][0] for f in found):
@@ -155,8 +157,9 @@ def class_log_likelihoods(model, x: torch.Tensor, *, k: int = 100, steps: int = 
     ``prepared`` the exact inputs of ``log_prob`` (already binarized or dequantized). ``k`` is the IWAE k of a
     latent-variable model; ``seed`` seeds the binarization/dequantization and the importance samples: those of
     the batch starting at image i come from a generator seeded with seed * 1000003 + 1 + i, the same for every
-    class (common random numbers). ``steps``: the timesteps of a diffusion model's bound estimate. A list of
-    models gives their equal-weight mixture's log p(x|y), each member scoring the same inputs with the same seeds.
+    class (common random numbers). ``steps``: the timesteps of a diffusion model's bound estimate, or a
+    flow-matching model's ODE steps. A list of models gives their equal-weight mixture's log p(x|y), each member
+    scoring the same inputs with the same seeds.
 
     ``draws`` > 1 averages the estimate over that many draws of the inputs, with seeds seed, seed + 1, ...
     (binarizations or dequantizations of ``x``, each with its own importance samples or timesteps). For a

@@ -20,9 +20,10 @@ images (positives) and out-of-distribution ones (negatives).
                   as too unlikely. The mean is over a seeded sample of training images.
 
 Likelihoods come from the model's declared likelihood (genzoo.likelihood.estimator_of, shared with the Bayes
-classifier): exact (flows, autoregressive models), the IWAE bound with k (VAEs), or a diffusion model's variational
-bound estimated from ``steps`` of its T timesteps (stratified, see Diffusion.log_prob); a bound with no chosen cost
-is refused with the reason. Both data sets are scored the same
+classifier): exact (flows, autoregressive models), the IWAE bound with k (VAEs), a diffusion model's variational
+bound estimated from ``steps`` of its T timesteps (stratified, see Diffusion.log_prob), or a flow-matching model's
+ODE likelihood from ``steps`` Heun steps (Hutchinson's divergence, see FlowMatching.log_prob); a bound with no
+chosen cost is refused with the reason. Both data sets are scored the same
 way for one model (genzoo/likelihood.py): a binarized model sees seed-0 binarized images, any other the seed-0
 dequantized ones; the compressor sees exactly those (bilevel PNG for binary images, 8-bit PNG otherwise).
 """
@@ -71,7 +72,7 @@ def log_likelihoods(model, xp: torch.Tensor, *, k: int = 100, steps: int = DEFAU
                     batch_size: int = 100, progress: bool = False) -> torch.Tensor:
     """log p(x) in nats, (N,) float64, of inputs ``xp`` already prepared by ``classify.model_inputs``; a
     class-conditional model gives log sum_y p(x|y) p(y) with a uniform prior. ``k``: a VAE's IWAE k; ``steps``:
-    the timesteps of a diffusion model's bound estimate."""
+    the timesteps of a diffusion model's bound estimate, or a flow-matching model's ODE steps."""
     estimator, cost = estimator_of(model, k=k, steps=steps, purpose="OOD scoring")
     if not 1 <= batch_size <= 100_000:
         raise GenzooError(f"batch_size must be between 1 and 100000, got {batch_size}.")

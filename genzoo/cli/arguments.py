@@ -78,7 +78,8 @@ def _add_bound_cost(p, iwae_k: int) -> None:
                    f"{iwae_k})")
     p.add_argument("--bound-steps", type=int, default=DEFAULT_BOUND_STEPS,
                    help="timesteps of a diffusion model's bound estimate, K + 1 network passes per image (and "
-                        f"class) (default {DEFAULT_BOUND_STEPS})")
+                        "class), or a flow-matching model's Heun steps of its ODE likelihood, 2K passes and "
+                        f"vector-Jacobian products (default {DEFAULT_BOUND_STEPS})")
 
 
 def _add_config_source(p, named_in_config: bool = False) -> None:

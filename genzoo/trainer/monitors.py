@@ -229,7 +229,8 @@ class CoverageCheck:
 
 def final_eval(model, data_name: str, progress: bool) -> dict:
     """Test-set likelihood (bound) of the trained model, in nats per image or bits/dim (docs/metrics.md): the ELBO
-    of latent-variable models, the exact log-likelihood of models that declare one."""
+    of latent-variable models, the exact log-likelihood of models that declare one. A bound or an estimate that
+    costs many network passes an image (diffusion's bound, flow matching's ODE likelihood) is left to genzoo eval."""
     test = load_split(data_name, "test")
     out = {"test_split": f"{data_name} test ({len(test.images)} images)"}
     likelihood = model.capabilities.likelihood

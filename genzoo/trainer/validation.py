@@ -42,8 +42,8 @@ class ValidationSet:
 def make_validation(model, data_name: str, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
                     device) -> ValidationSet:
     """Choose the validation metric from what the model can do: its ELBO, its exact NLL, its own training loss
-    (a likelihood model whose bound is expensive, e.g. diffusion), or a fast FID in the frozen classifier's
-    feature space (models without a likelihood)."""
+    (a likelihood model whose bound or estimate is expensive: diffusion's bound, flow matching's ODE likelihood),
+    or a fast FID in the frozen classifier's feature space (models without a likelihood)."""
     n = len(images)
     common = {"images": images.cpu(), "labels": labels.cpu()}
     unit = "nats" if is_binarized(model) else "bpd"

@@ -19,9 +19,9 @@ fi
 CONSTRAINT="$(mktemp)"
 trap 'rm -f "$CONSTRAINT"' EXIT
 echo "torch==$TORCH_VERSION" > "$CONSTRAINT"
-if ! "$VPY" -c "import genzoo, pytest, playwright" 2>/dev/null || [ "$ROOT/pyproject.toml" -nt "$VENV/.genzoo-installed" ]; then
+if ! "$VPY" -c "import genzoo, pytest, playwright, gradio" 2>/dev/null || [ "$ROOT/pyproject.toml" -nt "$VENV/.genzoo-installed" ]; then
   echo "[setup] installing genzoo and its dependencies"
-  "$VPY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINT" -e "$ROOT[test]"
+  "$VPY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINT" -e "$ROOT[test,demo]"
   touch "$VENV/.genzoo-installed"
 fi
 "$VPY" -c "import torch; print('[setup] torch', torch.__version__, '| threads', torch.get_num_threads())"

@@ -6,6 +6,7 @@
   training.py     models, data, train, config
   generation.py   sample, interpolate, restore, edit
   scoring.py      eval, report, classify, augment, ood
+  demo.py         demo
   common.py       what the commands share: loading a run, labels, sampling options, writing results
 
 Each command parses its flags and calls the library; nothing else imports this package.
@@ -18,8 +19,10 @@ import sys
 import textwrap
 
 from ..errors import GenzooError
-from .arguments import (EVAL_HELP, _augment_args, _classify_args, _config_args, _data_args, _edit_args, _eval_args,
-                        _export_args, _interpolate_args, _ood_args, _report_args, _restore_args, _sample_args, _train_args)
+from .arguments import (EVAL_HELP, _augment_args, _classify_args, _config_args, _data_args, _demo_args, _edit_args,
+                        _eval_args, _export_args, _interpolate_args, _ood_args, _report_args, _restore_args,
+                        _sample_args, _train_args)
+from .demo import cmd_demo
 from .generation import cmd_edit, cmd_interpolate, cmd_restore, cmd_sample
 from .scoring import cmd_augment, cmd_classify, cmd_eval, cmd_ood, cmd_report
 from .training import cmd_config, cmd_data, cmd_export, cmd_models, cmd_train, cmd_zoo
@@ -51,6 +54,8 @@ COMMANDS = (   # name, handler, its arguments, help, more add_parser keywords
      "config, card, sha256 manifest)", {}),
     ("ood", cmd_ood, _ood_args, "out-of-distribution AUROC of a likelihood model: raw log p(x), the "
      "input-complexity correction, the typicality test", {}),
+    ("demo", cmd_demo, _demo_args, "a local web page to try each model with what it declares it can do (sample, "
+     "restore, interpolate, classify) and to judge real from fake by eye", {}),
 )
 
 

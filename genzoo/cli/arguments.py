@@ -298,3 +298,16 @@ def _ood_args(s) -> None:
     _add_progress(s)
     s.set_defaults(params={"k": "--iwae-k", "steps": "--bound-steps", "in_dataset": "--data",
                            "out_dataset": "--ood-data"})
+
+
+def _demo_args(s) -> None:
+    s.add_argument("models", nargs="*", metavar="MODEL", help="zoo names, run folders or hf:// references (default: "
+                   "every zoo model)")
+    s.add_argument("--host", default="127.0.0.1", help="the address the page listens on (default 127.0.0.1: this "
+                   "machine only; 0.0.0.0 opens it to the network)")
+    s.add_argument("--port", type=int, default=7860, help="the port (default 7860)")
+    s.add_argument("--judgements", metavar="PATH", help="where the real-or-fake answers are kept (default "
+                   "~/.genzoo/judgements.jsonl)")
+    _add_model_flags(s)
+    _add_seed(s, "the real-or-fake questions (default: a fresh seed per visit)", default=None)
+    s.set_defaults(params={"refs": "MODEL"})

@@ -11,7 +11,8 @@ from torch import nn
 from genzoo.models import default_config, register_model
 from genzoo.models.base import GenerativeModel
 
-TINY = {"width": 8, "latent_dim": 4, "res_blocks": 1, "mlp_hidden": 16}
+# flow matching's solver steps: 4 sampling steps, 4 Heun steps of the ODE likelihood
+TINY = {"width": 8, "latent_dim": 4, "res_blocks": 1, "mlp_hidden": 16, "sample_steps": 4, "likelihood_steps": 4}
 
 
 def tiny_config(name: str, channels: int = 1, image_size: int = 8):

@@ -95,7 +95,7 @@ def _refused(call, *words):
 @pytest.mark.parametrize("model", _declaring(lambda c: c.likelihood.kind != "none"), indirect=True)
 def test_a_declared_likelihood_scores_a_batch(model):
     declared = model.capabilities.likelihood
-    assert declared.kind in ("exact", "bound") and declared.estimator in ("exact", "iwae", "vlb")
+    assert declared.kind in ("exact", "bound", "estimate") and declared.estimator in ("exact", "iwae", "vlb", "ode")
     estimator, cost = estimator_of(model, k=2, steps=2)
     assert estimator == declared.estimator and cost == ({declared.knob: 2} if declared.knob else {})
     kw = dict(cost)
@@ -202,8 +202,9 @@ def test_what_a_model_does_not_declare_is_refused_with_the_reason(model):
     if caps.completion != "autoregressive":
         _refused(lambda: restore.complete_importance(model, x, torch.ones_like(x, dtype=torch.bool)),
                  "no autoregressive completion")
-    if caps.completion != "diffusion" and not caps.latents:
-        _refused(lambda: restore.restore(model, x, "center", task="denoise"), "cannot denoise")
+    if caps.completion != "diffusion" and not caps.latents:     # autoregressive completion, or no restorer at all
+        _refused(lambda: restore.restore(model, x, "center", task="denoise"),
+                 "cannot denoise" if caps.completion else "cannot restore images")
 
 
 def test_a_model_that_declares_nothing_is_refused_everywhere():

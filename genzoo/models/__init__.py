@@ -13,6 +13,7 @@ from .autoregressive import Autoregressive
 from .base import GenerativeModel
 from .diffusion import Diffusion
 from .flow import Flow
+from .flow_matching import FlowMatching
 from .gan import GAN
 from .vae import VAE
 
@@ -78,6 +79,10 @@ MODELS: dict[str, tuple[type[GenerativeModel], dict, str]] = {
                             "Dhariwal 2021) schedule; DDPM and DDIM (Song et al. 2021) samplers; variational bound"),
     "ddpm-cfg": (Diffusion, {"conditional": True},
                  "class-conditional DDPM with classifier-free guidance (Ho & Salimans 2022): null label p = 0.1, w = 1"),
+    "flow-matching": (FlowMatching, {}, "flow matching (Lipman et al. 2023) on the straight path of rectified flow (Liu "
+                                        "et al. 2023): velocity U-Net, Euler and Heun ODE samplers; ODE likelihood"),
+    "flow-matching-cfg": (FlowMatching, {"conditional": True},
+                          "class-conditional flow matching with classifier-free guidance: null label p = 0.1, w = 1"),
 }
 
 

@@ -17,6 +17,7 @@ FAMILIES = {   # family -> presets, in the order the tables show them
     "flow": ("realnvp", "glow"),
     "autoregressive": ("pixelcnn", "gated-pixelcnn", "pixelrnn", "pixel-transformer"),
     "diffusion": ("ddpm", "ddpm-cfg"),
+    "flow matching": ("flow-matching", "flow-matching-cfg"),
 }
 ORDER = [p for presets in FAMILIES.values() for p in presets]
 DATASETS = ("mnist", "fashion-mnist", "patches")

@@ -185,7 +185,8 @@ def describe(served: Served) -> str:
     caps = served.model.capabilities
     c = served.model.config
     lik = caps.likelihood
-    likelihood = {"exact": "an exact likelihood", "bound": f"a bound on its likelihood ({lik.estimator})"}.get(
+    likelihood = {"exact": "an exact likelihood", "bound": f"a bound on its likelihood ({lik.estimator})",
+                  "estimate": f"an estimate of its likelihood ({lik.estimator})"}.get(
         lik.kind, f"no likelihood ({lik.reason})")
     cond = f"{c.num_classes} classes" if caps.conditional else "unconditional"
     where = Path(served.name).name if served.name != served.key else served.name

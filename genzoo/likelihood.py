@@ -104,8 +104,8 @@ def mean_bound(model, images: torch.Tensor, estimator: str = "elbo", k: int = 1,
     g = torch.Generator(device=model.device).manual_seed(seed + 1)
     declared = model.capabilities.likelihood
     total = 0.0
-    for start in tqdm(range(0, len(x_all), batch_size), desc=f"{estimator} k={k}", disable=not progress,
-                      leave=False):
+    desc = f"{estimator} k={k}" if declared.knob == "k" and estimator != "elbo" else estimator   # k: IWAE's only
+    for start in tqdm(range(0, len(x_all), batch_size), desc=desc, disable=not progress, leave=False):
         x = x_all[start:start + batch_size].to(model.device)
         kw = {"labels": labels[start:start + batch_size].to(model.device)} if labels is not None else {}
         if estimator == "elbo":

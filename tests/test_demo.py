@@ -168,6 +168,41 @@ def test_the_command_passes_its_flags_and_refuses_a_bad_port(monkeypatch, capsys
     assert "port must be an integer between 0 and 65535" in capsys.readouterr().err
 
 
+def test_each_tab_computes_with_a_trained_model(runs, tmp_path):
+    from genzoo.demo.judgements import draw
+    from genzoo.sampling import sample
+    cvae = sv.open_models([str(runs["cvae"])])[0]
+    assert cvae.key == str(runs["cvae"].resolve()) and sv.tabs(cvae.model) == KINDS["cvae"]
+    grid, _ = tasks.sample_grid(cvae, 20, 3, sv.EACH_CLASS, {})      # what `genzoo sample -n 20 --seed 3` draws
+    assert np.array_equal(grid, sv.picture(sample(cvae.model, 20, 3, labels=torch.arange(20) % 10), nrow=10))
+    x, label = sv.test_image(cvae, 5)
+    for task in ("denoise", "superres"):
+        picture, text = tasks.restore_image(cvae, x, label, task, "center", None, 0.2, None, 0)
+        assert picture.shape[1] >= 3 * sv.IMAGE_PX * 0.75 and text.startswith(f"{task} by latent-map")
+    with pytest.raises(GenzooError, match="nothing is drawn"):
+        tasks.restore_image(cvae, x, label, "inpaint", "drawn", [], None, None, 0)
+    with pytest.raises(GenzooError, match="choose the uploaded image's class"):
+        tasks.restore_image(cvae, x, -1, "inpaint", "center", None, None, tasks.OWN_CLASS, 0)
+    Image.fromarray((x[0, 0].numpy() * 255).astype(np.uint8)).resize((32, 32)).save(tmp_path / "digit.png")
+    upload, _ = tasks.chosen_image(cvae, "upload", None, tmp_path / "digit.png")
+    ends = torch.cat([x, upload])
+    strip, gif, text = tasks.interpolate_strip(cvae, "two uploads", (0, 0), ends, "3", 100, "lerp", tmp_path)
+    assert gif.read_bytes()[:6] == b"GIF89a" and text.startswith("32 steps by lerp between the two images")
+    strip, gif, text = tasks.interpolate_strip(cvae, "two seeds", (4, -1), None, None, 5, "slerp", tmp_path)
+    assert text == "5 steps by slerp between seeds 4 and 0, class 0"
+    out = tasks.classify_image(cvae, upload)
+    assert abs(sum(out["bayes"].values()) - 1) < 1e-6 and abs(sum(out["discriminative"].values()) - 1) < 1e-6
+    assert "distribution**: score" in out["text"] and "threshold" in out["text"]
+    # the real-or-fake questions follow the seeded coin, and an answer is stored with its truth
+    questions, answers = tasks.Questions(tasks.pools([cvae])), Judgements(tmp_path / "answers.jsonl")
+    for index in range(4):
+        picture, asked = questions.ask("digits", 7, index)
+        source, k = draw(7, index, [cvae.key], pool=len(sv.test_split("digits").images))
+        assert asked["source"] == source and asked["image_id"].endswith(f"{k}" if source == "real" else f"{k % 10}")
+        tasks.record_answer(answers, asked, "real")
+    assert sum(answers.tally([cvae.key])[k]["n"] for k in (cvae.key, "real")) == 4
+
+
 # -- the page in a browser
 
 def _free_port() -> int:
@@ -179,6 +214,13 @@ def _free_port() -> int:
 def _wait_text(page, selector: str, text: str, timeout_ms: int = 60_000) -> None:
     page.wait_for_function("([s, t]) => document.querySelector(s) && document.querySelector(s).innerText.includes(t)",
                            arg=[selector, text], timeout=timeout_ms)
+
+
+def _picture_width(page, selector: str) -> int:
+    """The natural width of the image under ``selector`` once it has loaded."""
+    page.wait_for_function("s => { const i = document.querySelector(s + ' img'); return i && i.complete && "
+                           "i.naturalWidth > 0; }", arg=selector, timeout=30_000)
+    return page.eval_on_selector(selector + " img", "i => i.naturalWidth")
 
 
 def _answers(tally: str) -> int:
@@ -206,6 +248,7 @@ def test_the_page_in_a_browser(runs, tmp_path):
             tab.goto(f"http://127.0.0.1:{port}/")
             _draw_a_grid(tab)
             _inpaint_with_a_preset(tab)
+            _inpaint_what_is_drawn(tab)
             _refuse_a_corrupt_upload(tab, tmp_path / "corrupt.png", port)
             _judge_ten_images(tab, answers, {str(runs[k].resolve()) for k in runs})
             _the_gan_has_no_classify_tab(tab)
@@ -222,8 +265,7 @@ def _draw_a_grid(tab) -> None:
     tab.fill("#model0-seed input", "3")
     tab.click("#model0-sample")
     _wait_text(tab, "#model0-caption", "16 samples, seed 3, each class in turn")
-    width = tab.eval_on_selector("#model0-grid img", "i => i.complete ? i.naturalWidth : 0")
-    assert width >= sv.GRID_PX * 0.75
+    assert _picture_width(tab, "#model0-grid") >= sv.GRID_PX * 0.75
 
 
 def _inpaint_with_a_preset(tab) -> None:
@@ -231,7 +273,23 @@ def _inpaint_with_a_preset(tab) -> None:
     tab.locator("#model0-mask").get_by_label("half").check()
     tab.click("#model0-restore")
     _wait_text(tab, "#model0-restore-caption", "inpaint by latent-map")
-    assert tab.eval_on_selector("#model0-restored img", "i => i.naturalWidth") >= 3 * sv.IMAGE_PX * 0.75
+    assert _picture_width(tab, "#model0-restored") >= 3 * sv.IMAGE_PX * 0.75
+
+
+def _inpaint_what_is_drawn(tab) -> None:
+    tab.click("#model0-show")
+    tab.wait_for_selector("#model0-editor canvas")
+    tab.click("#model0-editor button[aria-label=Brush]")
+    box = tab.locator("#model0-editor canvas").first.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    tab.mouse.move(x - 40, y)
+    tab.mouse.down()
+    tab.mouse.move(x + 40, y, steps=10)
+    tab.mouse.up()
+    tab.locator("#model0-mask").get_by_label("drawn").check()
+    tab.click("#model0-restore")
+    _wait_text(tab, "#model0-restore-caption", "PSNR")
+    assert not tab.locator(".toast-body").count()
 
 
 def _refuse_a_corrupt_upload(tab, corrupt, port: int) -> None:

@@ -332,18 +332,12 @@ def build_page(models: list, judgements, seed: int | None = None):
     return page, out_dir
 
 
-def serve(refs=(), *, host: str = "127.0.0.1", port: int = 7860, judgements=None, device: str = "cpu",
-          ema: bool = True, seed: int | None = None, block: bool = True, quiet: bool = False):
-    """Serve the page for the models ``refs`` (zoo names, run folders, hf:// references; none: every zoo model) on
-    http://HOST:PORT; answers of the real-or-fake test go to ``judgements`` (judgements.DEFAULT_PATH when None).
-    ``block`` False returns the running page at once (its ``close()`` stops it)."""
+def launch(models: list, *, host: str = "127.0.0.1", port: int = 7860, judgements=None, seed: int | None = None,
+           block: bool = True, quiet: bool = False):
+    """Serve the page for loaded models (served.open_models) on http://HOST:PORT; answers of the real-or-fake test
+    go to ``judgements`` (judgements.DEFAULT_PATH when None). ``block`` False returns the running page at once (its
+    ``close()`` stops it)."""
     from .judgements import DEFAULT_PATH, Judgements
-    _gradio()                                     # before the models load: say at once when gradio is missing
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise GenzooError(f"port must be an integer between 0 and 65535, got {port!r}.")
-    if seed is not None and not 0 <= seed <= sv.MAX_SEED:
-        raise GenzooError(f"seed must be between 0 and {sv.MAX_SEED}, got {seed}.")
-    models = sv.open_models(refs, device=device, ema=ema)
     page, out_dir = build_page(models, Judgements(judgements or DEFAULT_PATH), seed)
     limit_decoding()
     try:
@@ -353,3 +347,16 @@ def serve(refs=(), *, host: str = "127.0.0.1", port: int = 7860, judgements=None
     except OSError as e:
         raise GenzooError(f"cannot listen on {host}:{port} ({e}); choose another port.") from None
     return page
+
+
+def serve(refs=(), *, host: str = "127.0.0.1", port: int = 7860, judgements=None, device: str = "cpu",
+          ema: bool = True, seed: int | None = None, block: bool = True, quiet: bool = False):
+    """Load the models ``refs`` (zoo names, run folders, hf:// references; none: every zoo model) on ``device`` and
+    serve their page (``launch``); ``seed`` fixes the real-or-fake questions (None: a fresh seed per visit)."""
+    _gradio()                                     # before the models load: say at once when gradio is missing
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise GenzooError(f"port must be an integer between 0 and 65535, got {port!r}.")
+    if seed is not None and not 0 <= seed <= sv.MAX_SEED:
+        raise GenzooError(f"seed must be between 0 and {sv.MAX_SEED}, got {seed}.")
+    models = sv.open_models(refs, device=device, ema=ema)
+    return launch(models, host=host, port=port, judgements=judgements, seed=seed, block=block, quiet=quiet)

@@ -50,10 +50,12 @@ def sample_grid(served: sv.Served, n, seed, label_choice, option_values: dict) -
         images = sample(model, n, seed, batch_size=n, labels=labels, options=options)
     except ValueError as e:                 # a sampling option's value the model refuses
         raise GenzooError(str(e)) from None
-    what = "" if labels is None else ", each class in turn" if label_choice in (None, "", sv.EACH_CLASS) \
-        else f", class {int(labels[0])}"
+    each = labels is not None and label_choice in (None, "", sv.EACH_CLASS)
+    what = "" if labels is None else ", each class in turn" if each else f", class {int(labels[0])}"
     opts = "".join(f", {k}={v}" for k, v in options.items())
-    return sv.picture(images), f"{n} samples, seed {seed}{what}{opts}"
+    k = model.config.num_classes if each else 0
+    nrow = k if each and n >= 2 * k else None                 # one column per class once every class has two
+    return sv.picture(images, nrow=nrow), f"{n} samples, seed {seed}{what}{opts}"
 
 
 # -- restore

@@ -179,6 +179,8 @@ def test_each_tab_computes_with_a_trained_model(runs, tmp_path):
     for task in ("denoise", "superres"):
         picture, text = tasks.restore_image(cvae, x, label, task, "center", None, 0.2, None, 0)
         assert picture.shape[1] >= 3 * sv.IMAGE_PX * 0.75 and text.startswith(f"{task} by latent-map")
+    _, text = tasks.restore_image(cvae, x, label, "inpaint", "half", None, None, "4", 0, {"restarts": 99, "iters": 0})
+    assert text.startswith("inpaint by latent-map (restarts=16, iters=1)")            # the knobs, clamped
     with pytest.raises(GenzooError, match="nothing is drawn"):
         tasks.restore_image(cvae, x, label, "inpaint", "drawn", [], None, None, 0)
     with pytest.raises(GenzooError, match="choose the uploaded image's class"):

@@ -153,6 +153,9 @@ def _restore_tab(gr, served, slug: str, _out_dir: Path) -> None:
                 if model.capabilities.conditional else None
             seed = gr.Number(0, label="seed", precision=0, minimum=0, maximum=sv.MAX_SEED,
                              elem_id=f"{slug}-restore-seed")
+            knobs = {name: gr.Slider(low, high, value=start, step=1, label=f"{name} (the method's cost)",
+                                     elem_id=f"{slug}-restore-{name}")
+                     for name, (low, start, high) in tasks.restore_knobs(model).items()}
             button = gr.Button("Restore", variant="primary", elem_id=f"{slug}-restore")
         with gr.Column(scale=2):
             editor = gr.ImageEditor(label="paint the pixels to fill in (mask: drawn)", type="numpy", format="png",
@@ -174,9 +177,10 @@ def _restore_tab(gr, served, slug: str, _out_dir: Path) -> None:
         layers = (v[editor] or {}).get("layers") if v[mask] == "drawn" else None
         with served.lock:
             return tasks.restore_image(served, x, test_label, v[task], v[mask], layers, v[noise],
-                                       v[label] if label else None, v[seed], progress=True)
+                                       v[label] if label else None, v[seed], {k: v[w] for k, w in knobs.items()},
+                                       progress=True)
     show.click(to_editor, {source, index, upload}, editor, queue=False)
-    inputs = {source, index, upload, task, mask, noise, seed, editor, *([label] if label else [])}
+    inputs = {source, index, upload, task, mask, noise, seed, editor, *knobs.values(), *([label] if label else [])}
     button.click(run, inputs, [result, caption], **_queue(slug))
 
 

@@ -23,6 +23,9 @@ MAX_INTERPOLATION_STEPS = 32
 OOD_REFERENCE_IMAGES = 100     # test images whose scores set the OOD threshold
 OOD_FALSE_ALARMS = 0.05        # the share of those test images the threshold calls out of distribution
 NOISE_STD = (0.01, 1.0)        # the denoise task's noise std on the page ([0, 1] units)
+# the cost knobs of the restore methods on the page, each up to this top (within genzoo.apps.restore.LIMITS), from
+# the library's defaults (OPTIONS, what `genzoo restore` uses)
+RESTORE_KNOB_TOPS = {"steps": 1000, "resample": 20, "particles": 64, "restarts": 16, "iters": 2000}
 OWN_CLASS = "the test image's class"
 
 
@@ -75,16 +78,38 @@ def restore_labels(served: sv.Served, choice, test_label: int):
     return sv.labels(model, choice, 1)
 
 
+def restore_knobs(model) -> dict[str, tuple[int, int, int]]:
+    """The cost knobs of the model's restore method (its declared capability): name -> (low, start, high)."""
+    from ..apps.restore import LIMITS, OPTIONS, capability
+    kind = capability(model)
+    out = {}
+    for name, top in RESTORE_KNOB_TOPS.items():
+        start = next((o[name] for (k, _), o in OPTIONS.items() if k == kind and name in o), None)
+        if start is not None:
+            low, high = LIMITS[name]
+            if name == "steps" and kind == "diffusion":          # a diffusion model restores over its T steps
+                high = len(model.alphas_cumprod)
+            high = min(high, top)
+            out[name] = (low, min(start, high), high)
+    return out
+
+
 def restore_image(served: sv.Served, x: torch.Tensor, test_label: int, task: str, mask_choice: str, layers,
-                  noise_std, label_choice, seed, progress: bool = False) -> tuple[np.ndarray, str]:
+                  noise_std, label_choice, seed, knobs: dict | None = None,
+                  progress: bool = False) -> tuple[np.ndarray, str]:
     """Degrade the clean image x (1, C, H, W) as ``task`` says (mask it, add noise, halve it), restore it with the
-    model's method, and show the input as the model sees it, the result and the original side by side."""
-    from ..apps.restore import PRESETS, capabilities, degrade, mask_preset, observed_view, psnr, restore
+    model's method at the cost ``knobs`` (restore_knobs; the library's defaults where missing), and show the input
+    as the model sees it, the result and the original side by side."""
+    from ..apps.restore import OPTIONS, PRESETS, capabilities, capability, degrade, mask_preset, observed_view, \
+        psnr, restore
     model = served.model
     methods = capabilities(model)
     if task not in methods:
         raise GenzooError(f"this model cannot {task}; it can {', '.join(methods)}.")
     seed = sv.number(seed, 0, sv.MAX_SEED, "the seed")
+    taken = OPTIONS[(capability(model), task)]
+    options = {name: sv.number((knobs or {}).get(name, start), low, high, name)
+               for name, (low, start, high) in restore_knobs(model).items() if name in taken}
     size = model.config.image_size
     g = torch.Generator().manual_seed(seed)                  # the random50 mask and the noise
     known, std = None, None
@@ -100,10 +125,11 @@ def restore_image(served: sv.Served, x: torch.Tensor, test_label: int, task: str
     y = degrade(x, task, noise_std=std, generator=g)
     labels = restore_labels(served, label_choice, test_label)
     out = restore(model, y, known, task, noise_std=std, labels=labels, progress=progress,
-                  generator=torch.Generator(device=model.device).manual_seed(seed)).cpu()
+                  generator=torch.Generator(device=model.device).manual_seed(seed), **options).cpu()
     panels = torch.cat([observed_view(y, task, known), out, x])
-    text = (f"{task} by {methods[task]}: the input as the model sees it, the result ({psnr(out, x).item():.1f} dB "
-            "PSNR against the original), the original")
+    cost = ", ".join(f"{k}={v}" for k, v in options.items())
+    text = (f"{task} by {methods[task]} ({cost}): the input as the model sees it, the result "
+            f"({psnr(out, x).item():.1f} dB PSNR against the original), the original")
     return sv.picture(panels, nrow=3, width_px=3 * sv.IMAGE_PX), text
 
 

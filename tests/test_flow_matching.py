@@ -153,7 +153,7 @@ def test_ode_likelihood_of_a_gaussian_matches_its_closed_form_to_the_solvers_sec
         # a linear field has a diagonal Jacobian here, so one Rademacher probe gives its trace exactly
         assert torch.allclose(hutchinson, exact, rtol=0, atol=1e-9)
         errors[steps] = (exact - closed).abs().max().item()
-    # Heun is second order: measured when written, 0.134 nats at 32 steps and 0.032 at 64 (of a log-density near 39)
+    # Heun is second order: measured when written, 0.085 nats at 32 steps and 0.021 at 64 (of a log-density near 39)
     assert errors[64] < 0.05 and errors[32] / errors[64] > 3.5, errors
 
 

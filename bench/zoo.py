@@ -172,8 +172,10 @@ def score(name: str, recipe: Recipe, run_dir: Path, threads: int) -> None:
               **({"nll_images": scored["metrics"]["nll_images"]} if "nll_images" in scored["metrics"] else {}),
               **({"classified": json.loads((run_dir / "classify.json").read_text())["n"]} if classify else {})}
     write_result(f"zoo-{name}", {
-        "model": name, "model_name": card["model_name"], "data": card["data"], **counts, "purpose": recipe.purpose, "machine": machine(), "command": "python " + " ".join(sys.argv),
-        "train_command": " ".join(train), "eval_command": " ".join(evaluate),
+        "model": name, "model_name": card["model_name"], "data": card["data"], **counts, "purpose": recipe.purpose,
+        "machine": machine(), "command": "python " + " ".join(sys.argv), "train_command": " ".join(train),
+        **{f"train_{k}": v for k, v in trained.items() if k not in ("command", "wall_s")},   # a resume, a note
+        "eval_command": " ".join(evaluate),
         **({"classify_command": " ".join(classify), "classify_wall_s": round(classify_s, 1)} if classify else {}),
         "train_wall_s": round(train_s, 1), "eval_wall_s": round(eval_s, 1), "sampling": speed["metrics"],
         "metrics": card["headline"], "end_of_training": card["end_of_training"], "steps": card["training"]["steps"],

@@ -128,7 +128,8 @@ def restore_image(served: sv.Served, x: torch.Tensor, test_label: int, task: str
                   generator=torch.Generator(device=model.device).manual_seed(seed), **options).cpu()
     panels = torch.cat([observed_view(y, task, known), out, x])
     cost = ", ".join(f"{k}={v}" for k, v in options.items())
-    text = (f"{task} by {methods[task]} ({cost}): the input as the model sees it, the result "
+    what = f"{task} ({mask_choice} mask)" if task == "inpaint" else task
+    text = (f"{what} by {methods[task]} ({cost}): the input as the model sees it, the result "
             f"({psnr(out, x).item():.1f} dB PSNR against the original), the original")
     return sv.picture(panels, nrow=3, width_px=3 * sv.IMAGE_PX), text
 

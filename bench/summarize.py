@@ -80,6 +80,8 @@ def likelihood_cell(m: dict, model: str = "", conditional: bool = False) -> str:
     given = ", of x given y" if conditional else ""
     if model in FAMILIES["diffusion"] and "bpd" in m:     # diffusion reports its variational bound
         return f"{m['bpd']:.3f} bpd (bound{given})"
+    if "ode_steps" in m and "bpd" in m:                   # flow matching: an ODE estimate, neither bound nor exact
+        return f"{m['bpd']:.3f} bpd (ODE estimate, {m['ode_steps']} steps{given})"
     if "nll_nats" in m:
         how = f"IWAE k={m['iwae_k']}" if "iwae_k" in m else "exact"
         return f"{m['nll_nats']:.2f} nats ({how}{given})"

@@ -336,3 +336,14 @@ def test_throughput_section_names_the_cpu_its_bf16_choice_and_rows_without_a_flo
     assert "vae 0.40x" in text and "wgan-gp 0.67x" in text
     assert "`bf16: auto` resolves to False" in text and "Test CPU" in text
     assert "FLOPs not counted for wgan-gp" in text
+
+
+def test_likelihood_cells_name_their_estimator():
+    summarize = _summarize()
+    cell = summarize.likelihood_cell
+    assert cell({"bpd": 1.5, "ode_steps": 64}, "flow-matching") == "1.500 bpd (ODE estimate, 64 steps)"
+    assert cell({"bpd": 1.5, "ode_steps": 64}, "flow-matching-cfg", True) == \
+        "1.500 bpd (ODE estimate, 64 steps, of x given y)"
+    assert cell({"bpd": 2.0}, "ddpm") == "2.000 bpd (bound)"
+    assert cell({"nll_nats": 86.1}, "pixelcnn", True) == "86.10 nats (exact, of x given y)"
+    assert cell({"nll_nats": 88.6, "iwae_k": 1000}, "cvae") == "88.60 nats (IWAE k=1000)"

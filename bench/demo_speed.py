@@ -120,7 +120,8 @@ def main() -> None:
         "command": shlex.join(["python", "bench/demo_speed.py", *sys.argv[1:]]),
         "what": f"seconds from a click on Sample ({N_IMAGES} images) to the grid loaded in headless Chromium, "
                 f"the page served on localhost; models declaring steps at {STEPS}",
-        "threads": torch.get_num_threads(), "load_average_1min": round(load, 2), "n_images": N_IMAGES, "repeats": args.repeats, "models": rows})
+        "threads": torch.get_num_threads(), "load_average_1min": round(load, 2),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0), "n_images": N_IMAGES, "repeats": args.repeats, "models": rows})
 
 
 if __name__ == "__main__":

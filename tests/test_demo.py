@@ -35,6 +35,7 @@ KINDS = {   # a model of each kind (untrained, 1x8x8 like digits) -> the tabs it
     "ddpm": ("sample", "restore", "classify"),                          # diffusion: no latent space to walk
     "pixelcnn": ("sample", "restore", "classify"),
     "realnvp": ("sample", "restore", "interpolate", "classify"),
+    "flow-matching": ("sample", "classify"),                            # an ODE estimate, nothing to restore with
 }
 
 

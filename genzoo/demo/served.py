@@ -29,7 +29,8 @@ IMAGE_PX = 224                       # and one image to about this side
 EACH_CLASS = "each class in turn"
 TAB_TITLES = {"sample": "Sample", "restore": "Restore", "interpolate": "Interpolate", "classify": "Classify and OOD"}
 # the cost of a likelihood on the page: a VAE's IWAE bound with k importance samples, a diffusion model's bound on
-# this many timesteps (genzoo classify's defaults are 100 and 50; these answer in seconds on a CPU)
+# this many timesteps, flow matching's ODE estimate in this many steps (genzoo classify's defaults are 100 and 50;
+# these answer in seconds on a CPU)
 PAGE_IWAE_K = 20
 PAGE_BOUND_STEPS = 10
 

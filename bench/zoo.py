@@ -99,7 +99,7 @@ def sampling_time(run_dir: Path, options: dict) -> dict:
     t = time.perf_counter()
     model = genzoo.load(run_dir)
     load_s = time.perf_counter() - t
-    options = check_sample_options(model, options)          # "25" -> 25, as `genzoo sample --opt` reads it
+    options = check_sample_options(model, {k: _number(v) for k, v in options.items()})
     labels = balanced_labels(16, model.config.num_classes) if model.capabilities.conditional else None
     sample(model, 16, seed=1, labels=labels, options=options)
     t = time.perf_counter()
@@ -116,8 +116,10 @@ def main() -> None:
     p.add_argument("--device", default=None, help="where to train (default: a GPU where one is visible)")
     p.add_argument("--threads", type=int, default=0, help="torch threads of training and scoring (0: torch's "
                    "default); 1 lets two models train side by side on a 2-core machine")
-    p.add_argument("--stage", choices=("all", "train", "score"), default="all",
-                   help="train only, score and export a run already trained by `--stage train`, or both")
+    p.add_argument("--stage", choices=("all", "train", "score", "finish"), default="all",
+                   help="train only, score and export a run already trained by `--stage train`, or both; finish: "
+                        "the steps after an interrupted score (timing, export, grid, result), keeping its eval and "
+                        "classify results")
     args = p.parse_args()
     for name in args.names:
         recipe = ZOO[name]
@@ -128,14 +130,14 @@ def main() -> None:
             train += ["--set", f"threads={args.threads}"]
         if args.device:
             train += ["--device", args.device]
-        if args.stage != "score":
+        if args.stage in ("all", "train"):
             train_s = run(train)
             (run_dir / "zoo-train.json").write_text(json.dumps({"command": train, "wall_s": train_s}) + "\n")
         if args.stage != "train":
-            score(name, recipe, run_dir, args.threads)
+            score(name, recipe, run_dir, args.threads, finish=args.stage == "finish")
 
 
-def score(name: str, recipe: Recipe, run_dir: Path, threads: int) -> None:
+def score(name: str, recipe: Recipe, run_dir: Path, threads: int, finish: bool = False) -> None:
     """Export the trained run into genzoo/zoo/NAME, score that folder (the weights as stored), time its
     sampling, classify with it where it has a likelihood, then export again with the results on its card."""
     import torch
@@ -146,19 +148,21 @@ def score(name: str, recipe: Recipe, run_dir: Path, threads: int) -> None:
     if threads:
         torch.set_num_threads(threads)
     folder = ROOT / "genzoo" / "zoo" / name
-    for stale in [*run_dir.glob("eval*.json"), *run_dir.glob("classify*.json")]:
-        stale.unlink()
     export = genzoo_cmd() + ["export", str(run_dir), str(folder), "--name", name, "--use", recipe.purpose,
                              "--dtype", recipe.dtype, "--overwrite"]
-    run(export)
     evaluate = genzoo_cmd() + ["eval", str(folder), *recipe.eval, "--out", str(run_dir / "eval.json"),
                                "--no-progress"]
-    eval_s = run(evaluate, threads)
-    classify, classify_s = None, None
-    if recipe.classify is not None:
-        classify = genzoo_cmd() + ["classify", str(folder), "--test", *recipe.classify, "--out",
-                                   str(run_dir / "classify.json"), "--no-progress"]
-        classify_s = run(classify, threads)
+    classify = None if recipe.classify is None else genzoo_cmd() + [
+        "classify", str(folder), "--test", *recipe.classify, "--out", str(run_dir / "classify.json"), "--no-progress"]
+    if finish:        # the export is the one scored: the same run and dtype write the same weights again
+        eval_s = json.loads((run_dir / "eval.json").read_text())["wall_s"]
+        classify_s = classify and json.loads((run_dir / "classify.json").read_text())["wall_s"]
+    else:
+        for stale in [*run_dir.glob("eval*.json"), *run_dir.glob("classify*.json")]:
+            stale.unlink()
+        run(export)
+        eval_s = run(evaluate, threads)
+        classify_s = classify and run(classify, threads)
     opts = sample_options(recipe.eval)
     speed = sampling_time(folder, dict(o.split("=", 1) for o in opts[1::2]))
     (run_dir / "eval-speed.json").write_text(json.dumps(speed, indent=2) + "\n")
@@ -181,6 +185,16 @@ def score(name: str, recipe: Recipe, run_dir: Path, threads: int) -> None:
         "metrics": card["headline"], "end_of_training": card["end_of_training"], "steps": card["training"]["steps"],
         "status": card["training"]["status"], "weights_bytes": card["weights_bytes"],
         "weights_dtype": card["weights_dtype"], "grid": str(grid.relative_to(ROOT))})
+
+
+def _number(text: str):
+    """"25" -> 25, "2" -> 2, "0.5" -> 0.5, "ddim" -> "ddim", as `genzoo sample --opt` reads a value."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def sample_options(eval_args: list[str]) -> list[str]:

@@ -121,7 +121,8 @@ def main() -> None:
         "what": f"seconds from a click on Sample ({N_IMAGES} images) to the grid loaded in headless Chromium, "
                 f"the page served on localhost; models declaring steps at {STEPS}",
         "threads": torch.get_num_threads(), "load_average_1min": round(load, 2),
-        "nice": os.getpriority(os.PRIO_PROCESS, 0), "n_images": N_IMAGES, "repeats": args.repeats, "models": rows})
+        "nice": os.getpriority(os.PRIO_PROCESS, 0), "n_images": N_IMAGES, "repeats": args.repeats, "models": rows,
+        "metrics": {f"{name}_median_s": row["median_s"] for name, row in rows.items()}})
 
 
 if __name__ == "__main__":

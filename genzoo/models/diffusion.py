@@ -164,10 +164,53 @@ class UNet(nn.Module):
         return self.out(h)
 
 
-class Diffusion(GenerativeModel):
+class GuidedLabels:
+    """The labels of a model trained with classifier-free guidance (config.conditional, config.num_classes): the
+    null class num_classes stands for "no class". ``what`` names the model in errors."""
+
+    what = "model"
+
+    @property
+    def conditional(self) -> bool:
+        return self.config.conditional
+
+    @property
+    def null_label(self) -> int:
+        """The label that stands for "no class" (classifier-free guidance's unconditional model)."""
+        return self.config.num_classes
+
+    def _labels(self, labels, n: int, allow_null: bool = False):
+        if not self.config.conditional:
+            if labels is not None:
+                raise ValueError(f"this {self.what} is unconditional: pass no labels")
+            return None
+        if labels is None:
+            raise ValueError(f"this {self.what} is class-conditional: pass labels (B,) in [0, num_classes)")
+        labels = torch.as_tensor(labels, device=self.device).long()
+        top = self.config.num_classes + (1 if allow_null else 0)
+        if labels.shape != (n,) or labels.min() < 0 or labels.max() >= top:
+            raise ValueError(f"labels must be ({n},) integers in [0, {top}), got shape {tuple(labels.shape)} "
+                             f"with values {labels.min().item()} .. {labels.max().item()}")
+        return labels
+
+
+def guided(predict, null_label: int, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
+           guidance: float) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022, eq. 6) on any prediction ``predict(x, t, labels)``:
+    (1 + w) p(x, y) - w p(x, null); w = 0 (or no labels) is the prediction itself. The two predictions share one
+    batched network pass."""
+    if labels is None or guidance == 0:
+        return predict(x, t, labels)
+    null = torch.full_like(labels, null_label)
+    cond, uncond = predict(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
+    return (1 + guidance) * cond - guidance * uncond
+
+
+class Diffusion(GuidedLabels, GenerativeModel):
     """A DDPM with linear or cosine schedule, DDPM/DDIM samplers, classifier-free guidance and its variational bound."""
 
     Config = DiffusionConfig
+    what = "diffusion model"
     # sized for an hour on a 2-core CPU (docs/diffusion.md): 2000 steps of 128 at lr 1e-3 with warm-up and cosine
     # decay; Ho et al. clip gradients at norm 1 and keep an EMA of the weights (0.9999 over 800k steps). The
     # mode-coverage check draws 1000 DDIM-50 samples (about 6 CPU-minutes at the default size): once, at the end
@@ -200,29 +243,6 @@ class Diffusion(GenerativeModel):
                                        stochastic=True),
                             conditional=cfg.conditional, null_label=cfg.conditional, completion="diffusion",
                             sample_options=options)
-
-    @property
-    def conditional(self) -> bool:
-        return self.config.conditional
-
-    @property
-    def null_label(self) -> int:
-        """The label that stands for "no class" (classifier-free guidance's unconditional model)."""
-        return self.config.num_classes
-
-    def _labels(self, labels, n: int, allow_null: bool = False):
-        if not self.config.conditional:
-            if labels is not None:
-                raise ValueError("this diffusion model is unconditional: pass no labels")
-            return None
-        if labels is None:
-            raise ValueError("this diffusion model is class-conditional: pass labels (B,) in [0, num_classes)")
-        labels = torch.as_tensor(labels, device=self.device).long()
-        top = self.config.num_classes + (1 if allow_null else 0)
-        if labels.shape != (n,) or labels.min() < 0 or labels.max() >= top:
-            raise ValueError(f"labels must be ({n},) integers in [0, {top}), got shape {tuple(labels.shape)} "
-                             f"with values {labels.min().item()} .. {labels.max().item()}")
-        return labels
 
     def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """eps_theta(x_t, t[, y]): x_t (B, C, H, W) on the [-1, 1] scale, t (B,) step indices in [0, T) (index t is
@@ -385,11 +405,7 @@ def guided_eps(model, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | N
                guidance: float = 0.0) -> torch.Tensor:
     """Classifier-free guidance (Ho & Salimans 2022, eq. 6): (1 + w) eps(x, y) - w eps(x, null); w = 0 (or no
     labels) is the model's own prediction. The two predictions share one batched network pass."""
-    if labels is None or guidance == 0:
-        return model.predict_eps(x, t, labels)
-    null = torch.full_like(labels, model.null_label)
-    cond, uncond = model.predict_eps(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
-    return (1 + guidance) * cond - guidance * uncond
+    return guided(model.predict_eps, model.null_label, x, t, labels, guidance)
 
 
 def stratified_steps(n: int, k: int, generator: torch.Generator | None = None,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import Capabilities, GenerativeModel, Likelihood, Option
-from .diffusion import UNet
+from .diffusion import GuidedLabels, UNet, guided
 
 SOLVERS = ("euler", "heun")
 MAX_STEPS = 1000           # the most solver steps sample() and log_prob() take
@@ -79,10 +79,11 @@ def _check_steps(steps, default: int) -> int:
     return steps
 
 
-class FlowMatching(GenerativeModel):
+class FlowMatching(GuidedLabels, GenerativeModel):
     """Conditional flow matching on the straight path, Euler and Heun samplers, guidance and the ODE likelihood."""
 
     Config = FlowMatchingConfig
+    what = "flow-matching model"
     # Diffusion's recipe (docs/diffusion.md): lr 1e-3 with warm-up and cosine decay, gradient clipping at norm 1, an
     # EMA of the weights; the mode-coverage check (1000 samples, Heun-25: DDIM-50's 50 passes) once, at the end
     train_defaults = {"lr": 1e-3, "lr_warmup_steps": 100, "lr_decay": "cosine", "batch_size": 128, "steps": 2000,
@@ -108,29 +109,6 @@ class FlowMatching(GenerativeModel):
         return Capabilities(Likelihood("estimate", "ode", knob="steps", knob_default=cfg.likelihood_steps,
                                        knob_max=MAX_STEPS, stochastic=True),
                             conditional=cfg.conditional, null_label=cfg.conditional, sample_options=options)
-
-    @property
-    def conditional(self) -> bool:
-        return self.config.conditional
-
-    @property
-    def null_label(self) -> int:
-        """The label that stands for "no class" (classifier-free guidance's unconditional model)."""
-        return self.config.num_classes
-
-    def _labels(self, labels, n: int, allow_null: bool = False):
-        if not self.config.conditional:
-            if labels is not None:
-                raise ValueError("this flow-matching model is unconditional: pass no labels")
-            return None
-        if labels is None:
-            raise ValueError("this flow-matching model is class-conditional: pass labels (B,) in [0, num_classes)")
-        labels = torch.as_tensor(labels, device=self.device).long()
-        top = self.config.num_classes + (1 if allow_null else 0)
-        if labels.shape != (n,) or labels.min() < 0 or labels.max() >= top:
-            raise ValueError(f"labels must be ({n},) integers in [0, {top}), got shape {tuple(labels.shape)} "
-                             f"with values {labels.min().item()} .. {labels.max().item()}")
-        return labels
 
     def velocity(self, y: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """v_theta(y, t[, c]): y (B, C, H, W) on the [-1, 1] scale, t (B,) in [0, 1] (0: noise, 1: data), labels
@@ -228,11 +206,7 @@ def guided_velocity(model, y: torch.Tensor, t: torch.Tensor, labels: torch.Tenso
                     guidance: float = 0.0) -> torch.Tensor:
     """Classifier-free guidance on the velocity: (1 + w) v(y, t, c) - w v(y, t, null); w = 0 (or no labels) is the
     model's own field. The two fields share one batched network pass."""
-    if labels is None or guidance == 0:
-        return model.velocity(y, t, labels)
-    null = torch.full_like(labels, model.null_label)
-    cond, uncond = model.velocity(torch.cat([y, y]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
-    return (1 + guidance) * cond - guidance * uncond
+    return guided(model.velocity, model.null_label, y, t, labels, guidance)
 
 
 def divergence(fn, y: torch.Tensor, probe: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

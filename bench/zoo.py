@@ -23,6 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import genzoo_cmd, write_result  # noqa: E402
 
+from genzoo.cli.common import _parse_options  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ["--metrics", "fid,kid,pr,score,cas", "--n", "10000", "--seed", "0"]
 EVAL_LIKELIHOOD = ["--metrics", "fid,kid,pr,score,nll,cas", "--n", "10000", "--seed", "0", "--iwae-k", "1000"]
@@ -99,7 +101,7 @@ def sampling_time(run_dir: Path, options: dict) -> dict:
     t = time.perf_counter()
     model = genzoo.load(run_dir)
     load_s = time.perf_counter() - t
-    options = check_sample_options(model, {k: _number(v) for k, v in options.items()})
+    options = check_sample_options(model, options)
     labels = balanced_labels(16, model.config.num_classes) if model.capabilities.conditional else None
     sample(model, 16, seed=1, labels=labels, options=options)
     t = time.perf_counter()
@@ -164,7 +166,7 @@ def score(name: str, recipe: Recipe, run_dir: Path, threads: int, finish: bool =
         eval_s = run(evaluate, threads)
         classify_s = classify and run(classify, threads)
     opts = sample_options(recipe.eval)
-    speed = sampling_time(folder, dict(o.split("=", 1) for o in opts[1::2]))
+    speed = sampling_time(folder, _parse_options(opts[1::2]))     # read as `genzoo sample --opt` reads them
     (run_dir / "eval-speed.json").write_text(json.dumps(speed, indent=2) + "\n")
     run(export)
     grid = ROOT / "docs" / "images" / f"zoo-{name}.png"
@@ -185,16 +187,6 @@ def score(name: str, recipe: Recipe, run_dir: Path, threads: int, finish: bool =
         "metrics": card["headline"], "end_of_training": card["end_of_training"], "steps": card["training"]["steps"],
         "status": card["training"]["status"], "weights_bytes": card["weights_bytes"],
         "weights_dtype": card["weights_dtype"], "grid": str(grid.relative_to(ROOT))})
-
-
-def _number(text: str):
-    """"25" -> 25, "2" -> 2, "0.5" -> 0.5, "ddim" -> "ddim", as `genzoo sample --opt` reads a value."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def sample_options(eval_args: list[str]) -> list[str]:
